@@ -1,0 +1,42 @@
+# rota: `make` builds, `make demo` shows it working, `make test` is the one gate.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTA_WERROR=ON
+SOURCES = $(shell git ls-files 'src/*.cc' 'src/*.h' 'clients/*.h' 2>/dev/null)
+
+.PHONY: all deps build demo test unit integration format format-check bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/Makefile: CMakeLists.txt | deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+
+build: deps $(BUILD)/Makefile
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
+
+demo: build
+	@scripts/demo
+
+format:
+	@clang-format -i $(SOURCES)
+
+format-check: deps
+	@clang-format --dry-run -Werror $(SOURCES) && echo "format: ok"
+
+unit: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+integration: build
+	@ROTA_BIN=$(CURDIR)/$(BUILD)/rota /usr/bin/python3 -m pytest -q tests/integration
+
+test: format-check unit integration
+
+bench: build
+	@scripts/install-deps bench
+	@bench/run
+
+clean:
+	@rm -rf $(BUILD)

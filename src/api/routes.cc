@@ -1,0 +1,407 @@
+#include "api/routes.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <fstream>
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "api/task_json.h"
+#include "core/duration.h"
+
+namespace rota {
+namespace {
+
+using nlohmann::json;
+
+HttpResponse ok(const json& body, int status = 200) { return {status, body.dump() + "\n"}; }
+
+Result<json> parse_body(const HttpRequest& req, std::initializer_list<const char*> allowed) {
+  json j;
+  try {
+    j = req.body.empty() ? json::object() : json::parse(req.body);
+  } catch (const json::exception& e) {
+    return make_error(Code::kInvalidArgument, fmt::format("malformed JSON: {}", e.what()));
+  }
+  if (!j.is_object()) return make_error(Code::kInvalidArgument, "the body must be a JSON object");
+  for (const auto& [key, value] : j.items()) {
+    bool known = false;
+    for (const char* a : allowed) known = known || key == a;
+    if (!known) {
+      return make_error(Code::kInvalidArgument, fmt::format("{}: unknown field", key), key);
+    }
+  }
+  return j;
+}
+
+Result<int64_t> parse_id(const std::string& text) {
+  int64_t id = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec != std::errc() || p != text.data() + text.size() || id <= 0) {
+    return make_error(Code::kInvalidArgument, fmt::format("\"{}\" is not a task id", text), "id");
+  }
+  return id;
+}
+
+Result<std::vector<int64_t>> ids_field(const json& j) {
+  try {
+    return j.value("ids", std::vector<int64_t>{});
+  } catch (const json::exception&) {
+    return make_error(Code::kInvalidArgument, "ids: expected an array of task ids", "ids");
+  }
+}
+
+// Replies once this turn's writes are committed; a failed commit replies with its error.
+void reply_committed(Committer& committer, Responder respond, json body, int status = 200) {
+  committer.after_commit(
+      [respond = std::move(respond), body = std::move(body), status](const Status& s) {
+        respond(s ? ok(body, status) : error_response(s.error()));
+      });
+}
+
+json info_json(ApiContext& c) {
+  return json{{"version", ROTA_VERSION},
+              {"pid", ::getpid()},
+              {"home", c.home},
+              {"store", c.store.path()},
+              {"socket", c.socket_path},
+              {"logs", c.logs_dir},
+              {"workers", c.pool.size()},
+              {"started_at", format_timestamp(c.started_at_ms)},
+              {"uptime_ms", c.clock.now_ms() - c.started_at_ms},
+              {"healthy", c.committer.health().has_value()},
+              {"accepting", c.engine.accepting()}};
+}
+
+json counts_json(const StateCounts& counts) {
+  json j = json::object();
+  for (int i = 0; i < kTaskStateCount; ++i) j[state_name(static_cast<TaskState>(i))] = counts[i];
+  return j;
+}
+
+// ---- tasks -----------------------------------------------------------------------------
+
+void add(ApiContext& c, const HttpRequest& req, Responder respond) {
+  json j;
+  try {
+    j = json::parse(req.body);
+  } catch (const json::exception& e) {
+    return respond(
+        error_response({Code::kInvalidArgument, fmt::format("malformed JSON: {}", e.what()), {}}));
+  }
+  bool batch = j.is_object() && j.contains("tasks");
+  TaskSpec defaults;
+  std::vector<TaskSpec> specs;
+  auto fail = [&](const Error& e) { respond(error_response(e)); };
+  if (batch) {
+    for (const auto& [key, v] : j.items()) {
+      if (key != "tasks" && key != "defaults") {
+        return fail({Code::kInvalidArgument, key + ": unknown field", key});
+      }
+    }
+    if (j.contains("defaults")) {
+      auto d = spec_from_json(j["defaults"], defaults);
+      if (!d) return fail(d.error());
+      defaults = std::move(*d);
+    }
+    if (!j["tasks"].is_array()) {
+      return fail({Code::kInvalidArgument, "tasks: expected an array", "tasks"});
+    }
+    specs.reserve(j["tasks"].size());
+    for (const json& t : j["tasks"]) {
+      auto spec = spec_from_json(t, defaults);
+      if (!spec) return fail(spec.error());
+      specs.push_back(std::move(*spec));
+    }
+  } else {
+    auto spec = spec_from_json(j, defaults);
+    if (!spec) return fail(spec.error());
+    specs.push_back(std::move(*spec));
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (auto v = validate_spec(specs[i]); !v) {
+      Error e = v.error();
+      if (batch) e.message = fmt::format("task {}: {}", i + 1, e.message);
+      return fail(e);
+    }
+  }
+  auto ids = c.engine.add(std::move(specs));
+  if (!ids) return fail(ids.error());
+  if (batch) return reply_committed(c.committer, std::move(respond), json{{"ids", *ids}}, 201);
+  auto task = c.store.get_task(ids->front());
+  if (!task || !*task) return fail({Code::kInternal, "the new task vanished", {}});
+  reply_committed(c.committer, std::move(respond), task_to_json(**task), 201);
+}
+
+void list(ApiContext& c, const HttpRequest& req, Responder respond) {
+  TaskFilter f;
+  const auto& q = req.query;
+  auto fail = [&](const Error& e) { respond(error_response(e)); };
+  if (auto it = q.find("state"); it != q.end() && !it->second.empty()) {
+    auto s = parse_state(it->second);
+    if (!s) return fail(s.error());
+    f.state = *s;
+  }
+  if (auto it = q.find("queue"); it != q.end()) f.queue = it->second;
+  if (auto it = q.find("label"); it != q.end() && !it->second.empty()) {
+    auto kv = parse_key_value(it->second, "label");
+    if (!kv) return fail(kv.error());
+    f.label = *kv;
+  }
+  try {
+    if (auto it = q.find("after"); it != q.end()) f.after_id = std::stoll(it->second);
+    if (auto it = q.find("limit"); it != q.end()) f.limit = std::stoi(it->second);
+  } catch (const std::exception&) {
+    return fail({Code::kInvalidArgument, "after and limit must be numbers", "limit"});
+  }
+  f.limit = std::clamp(f.limit, 1, 10'000);
+  auto tasks = c.store.list_tasks(f);
+  if (!tasks) return fail(tasks.error());
+  json out = json::array();
+  for (const Task& t : *tasks) out.push_back(task_to_json(t));
+  respond(ok(out));
+}
+
+void show(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto id = parse_id(req.params[0]);
+  if (!id) return respond(error_response(id.error()));
+  auto task = c.store.get_task(*id);
+  if (!task) return respond(error_response(task.error()));
+  if (!*task) {
+    return respond(
+        error_response({Code::kNotFound, fmt::format("task {} does not exist", *id), {}}));
+  }
+  json j = task_to_json(**task);
+  auto attempts = c.store.list_attempts(*id);
+  if (!attempts) return respond(error_response(attempts.error()));
+  j["attempt_history"] = json::array();
+  for (const Attempt& a : *attempts) j["attempt_history"].push_back(attempt_to_json(a));
+  j["log"] = fmt::format("{}/{}.log", c.logs_dir, *id);
+  respond(ok(j));
+}
+
+void log(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto id = parse_id(req.params[0]);
+  if (!id) return respond(error_response(id.error()));
+  auto task = c.store.get_task(*id);
+  if (!task || !*task) {
+    return respond(
+        error_response({Code::kNotFound, fmt::format("task {} does not exist", *id), {}}));
+  }
+  std::ifstream in(fmt::format("{}/{}.log", c.logs_dir, *id), std::ios::binary);
+  std::ostringstream body;
+  body << in.rdbuf();
+  respond(HttpResponse{200, body.str(), "text/plain; charset=utf-8"});
+}
+
+void cancel(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto j = parse_body(req, {"ids"});
+  if (!j) return respond(error_response(j.error()));
+  auto ids = ids_field(*j);
+  if (!ids) return respond(error_response(ids.error()));
+  c.engine.cancel(*ids, [respond](Result<std::vector<int64_t>> r) {
+    respond(r ? ok(json{{"cancelled", *r}}) : error_response(r.error()));
+  });
+}
+
+void retry(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto j = parse_body(req, {"ids", "failed", "queue"});
+  if (!j) return respond(error_response(j.error()));
+  auto ids = ids_field(*j);
+  if (!ids) return respond(error_response(ids.error()));
+  auto r = j->value("failed", false) ? c.engine.retry_failed(j->value("queue", ""))
+                                     : c.engine.retry(*ids);
+  if (!r) return respond(error_response(r.error()));
+  reply_committed(c.committer, std::move(respond), json{{"retried", *r}});
+}
+
+void clean(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto j = parse_body(req, {"older_than"});
+  if (!j) return respond(error_response(j.error()));
+  int64_t older_than = 0;
+  if (j->contains("older_than")) {
+    auto d = parse_duration_ms(j->value("older_than", ""), "--older-than");
+    if (!d) return respond(error_response(d.error()));
+    older_than = *d;
+  }
+  auto removed = c.engine.clean(older_than);
+  if (!removed) return respond(error_response(removed.error()));
+  reply_committed(c.committer, std::move(respond), json{{"removed", *removed}});
+}
+
+void wait(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto j = parse_body(req, {"ids", "all", "wait_id", "timeout_ms"});
+  if (!j) return respond(error_response(j.error()));
+  auto ids = ids_field(*j);
+  if (!ids) return respond(error_response(ids.error()));
+  c.engine.wait(*ids, j->value("all", false), j->value("wait_id", int64_t{0}),
+                j->value("timeout_ms", int64_t{30'000}),
+                [respond](Result<std::pair<int64_t, WaitResult>> r) {
+                  if (!r) return respond(error_response(r.error()));
+                  const WaitResult& w = r->second;
+                  json bad = json::array();
+                  for (auto [id, state] : w.unsuccessful) {
+                    bad.push_back({{"id", id}, {"state", state_name(state)}});
+                  }
+                  respond(ok(json{{"wait_id", r->first},
+                                  {"complete", w.complete},
+                                  {"total", w.total},
+                                  {"finished", w.finished},
+                                  {"succeeded", w.succeeded},
+                                  {"unsuccessful", bad}}));
+                });
+}
+
+// ---- workers, queues, daemon -----------------------------------------------------------
+
+void workers(ApiContext& c, const HttpRequest&, Responder respond) {
+  int64_t now = c.clock.now_ms();
+  json out = json::array();
+  for (const WorkerView& w : c.pool.view()) {
+    out.push_back({{"id", w.id},
+                   {"pid", w.pid},
+                   {"state", worker_health_name(w.health)},
+                   {"task", w.task ? json(w.task) : json(nullptr)},
+                   {"uptime_ms", now - w.started_at_ms},
+                   {"restarts", w.restarts},
+                   {"tasks_done", w.tasks_done},
+                   {"tasks_failed", w.tasks_failed},
+                   {"heartbeat_age_ms", now - w.last_heartbeat_ms}});
+  }
+  respond(ok(out));
+}
+
+void scale(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto j = parse_body(req, {"workers"});
+  if (!j) return respond(error_response(j.error()));
+  int n = -1;
+  try {
+    n = j->value("workers", -1);
+  } catch (const json::exception&) {
+  }
+  if (n < 0 || n > 1024) {
+    return respond(error_response(
+        {Code::kInvalidArgument, "workers: expected a number from 0 to 1024", "workers"}));
+  }
+  c.pool.scale(n);
+  c.committer.poke();
+  respond(ok(json{{"workers", n}}));
+}
+
+void queues(ApiContext& c, const HttpRequest&, Responder respond) {
+  json out = json::array();
+  for (const QueueInfo& q : c.engine.queues()) {
+    StateCounts counts{};
+    if (auto it = c.engine.counts().find(q.name); it != c.engine.counts().end()) {
+      counts = it->second;
+    }
+    out.push_back({{"name", q.name},
+                   {"paused", q.paused},
+                   {"limit", q.limit ? json(q.limit) : json(nullptr)},
+                   {"counts", counts_json(counts)}});
+  }
+  respond(ok(out));
+}
+
+void queue_change(ApiContext& c, const HttpRequest& req, Responder respond,
+                  std::optional<bool> paused) {
+  std::optional<int> limit;
+  if (!paused) {
+    auto j = parse_body(req, {"limit"});
+    if (!j) return respond(error_response(j.error()));
+    try {
+      limit = j->value("limit", 0);
+    } catch (const json::exception&) {
+    }
+    if (!limit || *limit < 0) {
+      return respond(error_response(
+          {Code::kInvalidArgument, "limit: expected a number (0 for no limit)", "limit"}));
+    }
+  }
+  if (auto r = c.engine.set_queue(req.params[0], paused, limit); !r) {
+    return respond(error_response(r.error()));
+  }
+  c.committer.poke();
+  reply_committed(c.committer, std::move(respond), json{{"queue", req.params[0]}});
+}
+
+void status(ApiContext& c, const HttpRequest&, Responder respond) {
+  json j = info_json(c);
+  j["tasks"] = counts_json(c.engine.totals());
+  j["last_commit_us"] = c.committer.last_commit_us();
+  if (!c.committer.health()) j["store_error"] = c.committer.health().error().message;
+  respond(ok(j));
+}
+
+void stop(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto j = parse_body(req, {"grace"});
+  if (!j) return respond(error_response(j.error()));
+  int64_t grace = 10'000;
+  if (j->contains("grace")) {
+    auto d = parse_duration_ms(j->value("grace", ""), "--grace");
+    if (!d) return respond(error_response(d.error()));
+    grace = *d;
+  }
+  respond(ok(json{{"stopping", true}, {"grace_ms", grace}}));
+  c.stop(grace);
+}
+
+void events(ApiContext& c, const HttpRequest& req, Responder respond) {
+  int64_t after = 0;
+  int limit = 1000;
+  try {
+    if (auto it = req.query.find("after"); it != req.query.end()) after = std::stoll(it->second);
+    if (auto it = req.query.find("limit"); it != req.query.end()) limit = std::stoi(it->second);
+  } catch (const std::exception&) {
+    return respond(error_response({Code::kInvalidArgument, "after and limit must be numbers", {}}));
+  }
+  auto events = c.store.list_events(after, std::clamp(limit, 1, 10'000));
+  if (!events) return respond(error_response(events.error()));
+  json out = json::array();
+  for (const Event& e : *events) {
+    out.push_back({{"at", format_timestamp(e.at_ms)},
+                   {"kind", e.kind},
+                   {"task", e.task_id ? json(e.task_id) : json(nullptr)},
+                   {"worker", e.worker_id ? json(e.worker_id) : json(nullptr)},
+                   {"from", e.from},
+                   {"to", e.to},
+                   {"detail", e.detail}});
+  }
+  respond(ok(out));
+}
+
+}  // namespace
+
+void add_routes(Router& r, ApiContext& c) {
+  auto bind = [&c](void (*fn)(ApiContext&, const HttpRequest&, Responder)) {
+    return [&c, fn](const HttpRequest& req, Responder respond) { fn(c, req, std::move(respond)); };
+  };
+  r.add("GET", "/v1/info",
+        [&c](const HttpRequest&, Responder respond) { respond(ok(info_json(c))); });
+  r.add("GET", "/v1/status", bind(status));
+  r.add("POST", "/v1/tasks", bind(add));
+  r.add("GET", "/v1/tasks", bind(list));
+  r.add("POST", "/v1/tasks/cancel", bind(cancel));
+  r.add("POST", "/v1/tasks/retry", bind(retry));
+  r.add("POST", "/v1/tasks/clean", bind(clean));
+  r.add("GET", "/v1/tasks/{}", bind(show));
+  r.add("GET", "/v1/tasks/{}/log", bind(log));
+  r.add("POST", "/v1/wait", bind(wait));
+  r.add("GET", "/v1/workers", bind(workers));
+  r.add("POST", "/v1/scale", bind(scale));
+  r.add("GET", "/v1/queues", bind(queues));
+  r.add("POST", "/v1/queues/{}/pause",
+        [&c](const HttpRequest& req, Responder respond) { queue_change(c, req, respond, true); });
+  r.add("POST", "/v1/queues/{}/resume",
+        [&c](const HttpRequest& req, Responder respond) { queue_change(c, req, respond, false); });
+  r.add("POST", "/v1/queues/{}/limit", [&c](const HttpRequest& req, Responder respond) {
+    queue_change(c, req, respond, std::nullopt);
+  });
+  r.add("POST", "/v1/daemon/stop", bind(stop));
+  r.add("GET", "/v1/events", bind(events));
+}
+
+}  // namespace rota

@@ -1,0 +1,30 @@
+// The HTTP API under /v1 (docs/api.md). Each handler has the name of its CLI command.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "api/http_server.h"
+#include "daemon/committer.h"
+#include "daemon/engine.h"
+#include "daemon/pool.h"
+#include "store/store.h"
+
+namespace rota {
+
+struct ApiContext {
+  Engine& engine;
+  Store& store;
+  Committer& committer;
+  Pool& pool;
+  const Clock& clock;
+  std::string home;
+  std::string socket_path;
+  std::string logs_dir;
+  int64_t started_at_ms = 0;
+  std::function<void(int64_t grace_ms)> stop;
+};
+
+void add_routes(Router& router, ApiContext& context);
+
+}  // namespace rota

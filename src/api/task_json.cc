@@ -1,0 +1,121 @@
+#include "api/task_json.h"
+
+#include <fmt/format.h>
+
+#include <set>
+
+#include "core/backoff.h"
+#include "core/clock.h"
+#include "core/duration.h"
+
+namespace rota {
+namespace {
+
+using nlohmann::json;
+
+json optional_time(int64_t ms) { return ms ? json(format_timestamp(ms)) : json(nullptr); }
+
+template <class T>
+json optional_value(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+Error field_error(const std::string& field, const std::string& what) {
+  return Error{Code::kInvalidArgument, fmt::format("{}: {}", field, what), field};
+}
+
+// A duration given as a string ("90s") or a number of milliseconds.
+Result<int64_t> duration_field(const json& v, const std::string& field) {
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_string()) return parse_duration_ms(v.get<std::string>(), field);
+  return std::unexpected(field_error(field, "expected a duration such as \"90s\""));
+}
+
+}  // namespace
+
+json task_to_json(const Task& t) {
+  json command = {{"cwd", t.command.cwd}};
+  if (t.command.argv.empty()) {
+    command["shell"] = t.command.shell;
+  } else {
+    command["argv"] = t.command.argv;
+  }
+  return json{
+      {"id", t.id},
+      {"state", state_name(t.state)},
+      {"queue", t.queue},
+      {"priority", t.priority},
+      {"attempts", t.attempts},
+      {"max_attempts", t.max_attempts},
+      {"exit_code", optional_value(t.exit_code)},
+      {"signal", optional_value(t.signal)},
+      {"error", t.error.empty() ? json(nullptr) : json(t.error)},
+      {"labels", t.labels.empty() ? json::object() : json(t.labels)},
+      {"depends_on", t.depends_on},
+      {"command", command},
+      {"timeout_ms", t.timeout_ms},
+      {"run_after", t.state == TaskState::kScheduled ? optional_time(t.run_after_ms) : nullptr},
+      {"created_at", optional_time(t.created_at_ms)},
+      {"started_at", optional_time(t.started_at_ms)},
+      {"finished_at", optional_time(t.finished_at_ms)},
+      {"worker", optional_value(t.worker)},
+  };
+}
+
+json attempt_to_json(const Attempt& a) {
+  return json{{"attempt", a.number},
+              {"worker", a.worker},
+              {"started_at", optional_time(a.started_at_ms)},
+              {"finished_at", optional_time(a.finished_at_ms)},
+              {"outcome", a.outcome.empty() ? json(nullptr) : json(a.outcome)},
+              {"exit_code", optional_value(a.exit_code)},
+              {"signal", optional_value(a.signal)},
+              {"error", a.error.empty() ? json(nullptr) : json(a.error)}};
+}
+
+Result<TaskSpec> spec_from_json(const json& j, const TaskSpec& defaults) {
+  if (!j.is_object()) return make_error(Code::kInvalidArgument, "a task must be a JSON object");
+  TaskSpec spec = defaults;
+  for (const auto& [key, v] : j.items()) {
+    try {
+      if (key == "argv") {
+        spec.command.argv = v.get<std::vector<std::string>>();
+      } else if (key == "shell") {
+        spec.command.shell = v.get<std::string>();
+      } else if (key == "cwd") {
+        spec.command.cwd = v.get<std::string>();
+      } else if (key == "env") {
+        spec.command.env = v.get<Env>();
+      } else if (key == "queue") {
+        spec.queue = v.get<std::string>();
+      } else if (key == "priority") {
+        spec.priority = v.get<int>();
+      } else if (key == "retries") {
+        spec.retries = v.get<int>();
+      } else if (key == "backoff") {
+        auto b = parse_backoff(v.get<std::string>());
+        if (!b) return std::unexpected(b.error());
+        spec.backoff = *b;
+      } else if (key == "timeout") {
+        auto d = duration_field(v, key);
+        if (!d) return std::unexpected(d.error());
+        spec.timeout_ms = *d;
+      } else if (key == "delay") {
+        auto d = duration_field(v, key);
+        if (!d) return std::unexpected(d.error());
+        spec.delay_ms = *d;
+      } else if (key == "labels") {
+        spec.labels = v.get<Labels>();
+      } else if (key == "after") {
+        spec.after = v.get<std::vector<int64_t>>();
+      } else {
+        return std::unexpected(field_error(key, "unknown field"));
+      }
+    } catch (const json::exception&) {
+      return std::unexpected(field_error(key, fmt::format("wrong type ({})", v.type_name())));
+    }
+  }
+  return spec;
+}
+
+}  // namespace rota

@@ -1,0 +1,286 @@
+// rota daemon run|start|stop|status, info, workers, scale, queue, and the hidden `worker`.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli/command.h"
+#include "cli/output.h"
+#include "core/duration.h"
+#include "core/home.h"
+#include "daemon/daemon.h"
+#include "worker/command_worker.h"
+
+namespace rota::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string self_exe() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "rota";
+}
+
+Result<int64_t> parse_size(const std::string& text) {
+  int64_t value = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  std::string_view unit(p, text.data() + text.size() - p);
+  int64_t scale = unit.empty() || unit == "B"    ? 1
+                  : unit == "KiB" || unit == "K" ? 1024
+                  : unit == "MiB" || unit == "M" ? 1024 * 1024
+                  : unit == "GiB" || unit == "G" ? 1024LL * 1024 * 1024
+                                                 : 0;
+  if (ec != std::errc() || scale == 0 || value <= 0) {
+    return make_error(Code::kInvalidArgument,
+                      fmt::format("--log-cap: \"{}\" is not a size (try 64MiB, 512KiB)", text),
+                      "--log-cap");
+  }
+  return value * scale;
+}
+
+struct DaemonFlags {
+  int workers = 0;
+  std::string durability = "normal";
+  std::string log_cap = "64MiB";
+  std::string grace = "10s";
+};
+
+Result<Durability> parse_durability(const std::string& text) {
+  if (text == "normal") return Durability::kNormal;
+  if (text == "full") return Durability::kFull;
+  return make_error(Code::kInvalidArgument,
+                    fmt::format("--durability: \"{}\" is not normal or full", text),
+                    "--durability");
+}
+
+int daemon_run(const Globals& g, const DaemonFlags& f) {
+  auto durability = parse_durability(f.durability);
+  if (!durability) return report(durability.error());
+  auto cap = parse_size(f.log_cap);
+  if (!cap) return report(cap.error());
+  auto grace = parse_duration_ms(f.grace, "--grace");
+  if (!grace) return report(grace.error());
+  DaemonOptions o;
+  o.home = resolve_home_dir(g.home);
+  o.exe = self_exe();
+  o.workers = f.workers;
+  o.durability = *durability;
+  o.log_cap = *cap;
+  o.stop_grace_ms = *grace;
+  return run_daemon(o);
+}
+
+int daemon_start(const Globals& g, const DaemonFlags& f) {
+  if (auto d = parse_durability(f.durability); !d) return report(d.error());
+  Client client = make_client(g);
+  if (client.connect_existing()) {
+    fmt::print(stderr, "rota: a daemon is already running for {}\n", client.home().dir);
+    return 0;
+  }
+  if (auto r = start_daemon(client.home(), {f.workers, f.durability}); !r) return report(r.error());
+  return 0;
+}
+
+// Waits until the daemon has exited: it holds the home's lock until its very end.
+void await_exit(const Home& home) {
+  int fd = ::open(home.lock.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;
+  ::flock(fd, LOCK_EX);  // blocks until the daemon releases it by exiting
+  ::close(fd);
+}
+
+int daemon_stop(const Globals& g, const DaemonFlags& f) {
+  if (auto d = parse_duration_ms(f.grace, "--grace"); !d) return report(d.error());
+  Client client = make_client(g);
+  if (!client.connect_existing()) {
+    fmt::print(stderr, "rota: no daemon is running for {}\n", client.home().dir);
+    return 0;
+  }
+  auto r = client.call("POST", "/v1/daemon/stop", json{{"grace", f.grace}});
+  if (!r) return report(r.error());
+  await_exit(client.home());
+  return 0;
+}
+
+int daemon_status(const Globals& g) {
+  Client client = make_client(g);
+  if (auto r = client.connect_existing(); !r) {
+    if (g.json) fmt::print("{}\n", json{{"running", false}, {"home", client.home().dir}}.dump(2));
+    return report(r.error());
+  }
+  auto r = client.call("GET", "/v1/status");
+  if (!r) return report(r.error());
+  json& s = *r;
+  s["running"] = true;
+  if (g.json) {
+    fmt::print("{}\n", s.dump(2));
+    return 0;
+  }
+  fmt::print("running:  pid {}, up {}\n", s["pid"].get<int>(),
+             format_duration_ms(s["uptime_ms"].get<int64_t>()));
+  fmt::print("home:     {}\nstore:    {}\nsocket:   {}\nworkers:  {}\n",
+             s["home"].get<std::string>(), s["store"].get<std::string>(),
+             s["socket"].get<std::string>(), s["workers"].get<int>());
+  std::string counts;
+  for (const auto& [state, n] : s["tasks"].items()) {
+    if (n.get<int64_t>())
+      counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n.get<int64_t>(), state);
+  }
+  fmt::print("tasks:    {}\n", counts.empty() ? "none" : counts);
+  if (s.contains("store_error"))
+    fmt::print("store:    FAILED: {}\n", s["store_error"].get<std::string>());
+  return 0;
+}
+
+int info(const Globals& g) {
+  Client client = make_client(g);
+  if (auto r = client.connect(); !r) return report(r.error());
+  auto r = client.call("GET", "/v1/info");
+  if (!r) return report(r.error());
+  if (g.json) {
+    fmt::print("{}\n", r->dump(2));
+    return 0;
+  }
+  for (const char* key : {"version", "home", "store", "socket", "logs", "workers", "pid"}) {
+    const json& v = (*r)[key];
+    fmt::print("{:<8} {}\n", std::string(key) + ":",
+               v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  return 0;
+}
+
+int workers(const Globals& g) {
+  Client client = make_client(g);
+  if (auto r = client.connect(); !r) return report(r.error());
+  auto r = client.call("GET", "/v1/workers");
+  if (!r) return report(r.error());
+  if (g.json) {
+    fmt::print("{}\n", r->dump(2));
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const json& w : *r) {
+    rows.push_back(
+        {w["id"].dump(), w["pid"].dump(), w["state"], w["task"].is_null() ? "-" : w["task"].dump(),
+         format_duration_ms(w["uptime_ms"]), w["tasks_done"].dump(), w["tasks_failed"].dump(),
+         w["restarts"].dump(), format_duration_ms(w["heartbeat_age_ms"])});
+  }
+  print_table({"ID", "PID", "STATE", "TASK", "UPTIME", "DONE", "FAILED", "RESTARTS", "HEARTBEAT"},
+              rows);
+  return 0;
+}
+
+int scale(const Globals& g, int n) {
+  Client client = make_client(g);
+  if (auto r = client.connect(); !r) return report(r.error());
+  auto r = client.call("POST", "/v1/scale", json{{"workers", n}});
+  if (!r) return report(r.error());
+  return 0;
+}
+
+int queue(const Globals& g, const std::string& verb, const std::string& name,
+          const std::vector<int>& limit) {
+  Client client = make_client(g);
+  if (verb == "list") {
+    if (auto r = client.connect(); !r) return report(r.error());
+    auto r = client.call("GET", "/v1/queues");
+    if (!r) return report(r.error());
+    if (g.json) {
+      fmt::print("{}\n", r->dump(2));
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const json& q : *r) {
+      const json& c = q["counts"];
+      rows.push_back({q["name"], q["paused"].get<bool>() ? "paused" : "active",
+                      q["limit"].is_null() ? "-" : q["limit"].dump(), c["queued"].dump(),
+                      c["running"].dump(), c["succeeded"].dump(), c["failed"].dump()});
+    }
+    print_table({"QUEUE", "STATE", "LIMIT", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"}, rows);
+    return 0;
+  }
+  if (name.empty()) return report({Code::kInvalidArgument, "name the queue", {}});
+  json body = json::object();
+  if (verb == "limit") {
+    if (limit.size() != 1 || limit[0] < 0) {
+      return report(
+          {Code::kInvalidArgument, "give the limit: rota queue limit NAME N (0 for no limit)", {}});
+    }
+    body["limit"] = limit[0];
+  }
+  if (auto r = client.connect(); !r) return report(r.error());
+  auto r = client.call("POST", fmt::format("/v1/queues/{}/{}", name, verb), body);
+  if (!r) return report(r.error());
+  return 0;
+}
+
+void add_daemon_flags(CLI::App* c, DaemonFlags& f) {
+  c->add_option("--workers", f.workers, "Pool size (default: the number of CPUs)");
+  c->add_option("--durability", f.durability,
+                "normal (survives a crash of any process) or full (also power loss)");
+  c->add_option("--log-cap", f.log_cap, "Largest log kept per task (default 64MiB)");
+}
+
+}  // namespace
+
+void add_admin_commands(CLI::App& app, Globals& g, Action& action) {
+  auto f = std::make_shared<DaemonFlags>();
+  CLI::App* daemon = app.add_subcommand("daemon", "Run, start, stop or inspect the daemon");
+  daemon->require_subcommand(1);
+  CLI::App* run = daemon->add_subcommand("run", "Run the daemon in the foreground");
+  add_daemon_flags(run, *f);
+  run->add_option("--grace", f->grace, "On SIGTERM, how long running tasks may finish");
+  run->callback([&g, &action, f] { action = [&g, f] { return daemon_run(g, *f); }; });
+  CLI::App* start = daemon->add_subcommand("start", "Start the daemon in the background");
+  add_daemon_flags(start, *f);
+  start->callback([&g, &action, f] { action = [&g, f] { return daemon_start(g, *f); }; });
+  CLI::App* stop = daemon->add_subcommand("stop", "Stop: running tasks may finish within --grace");
+  stop->add_option("--grace", f->grace, "How long running tasks may finish (default 10s)");
+  stop->callback([&g, &action, f] { action = [&g, f] { return daemon_stop(g, *f); }; });
+  CLI::App* status = daemon->add_subcommand("status", "Is a daemon running, and how is it");
+  add_json_flag(status, g);
+  status->callback([&g, &action] { action = [&g] { return daemon_status(g); }; });
+
+  CLI::App* i = app.add_subcommand("info", "Version and every path in use");
+  add_json_flag(i, g);
+  i->callback([&g, &action] { action = [&g] { return info(g); }; });
+
+  CLI::App* w = app.add_subcommand("workers", "The workers of the pool");
+  add_json_flag(w, g);
+  w->callback([&g, &action] { action = [&g] { return workers(g); }; });
+
+  auto n = std::make_shared<int>(0);
+  CLI::App* s = app.add_subcommand("scale", "Grow or shrink the pool to N workers");
+  s->add_option("n", *n, "Number of workers")->required()->check(CLI::Range(0, 1024));
+  s->callback([&g, &action, n] { action = [&g, n] { return scale(g, *n); }; });
+
+  auto verb = std::make_shared<std::string>();
+  auto name = std::make_shared<std::string>();
+  auto limit = std::make_shared<std::vector<int>>();
+  CLI::App* q = app.add_subcommand("queue", "rota queue pause|resume NAME, limit NAME N, list");
+  q->add_option("verb", *verb, "pause, resume, limit or list")
+      ->required()
+      ->check(CLI::IsMember({"pause", "resume", "limit", "list"}));
+  q->add_option("name", *name, "Queue name");
+  q->add_option("limit", *limit, "With limit: at most this many running (0: no limit)");
+  add_json_flag(q, g);
+  q->callback([&g, &action, verb, name, limit] {
+    action = [&g, verb, name, limit] { return queue(g, *verb, *name, *limit); };
+  });
+
+  auto wo = std::make_shared<WorkerOptions>();
+  CLI::App* worker = app.add_subcommand("worker", "");  // internal: started by the daemon
+  worker->add_option("--id", wo->id)->required();
+  worker->add_option("--fd", wo->fd);
+  worker->add_option("--heartbeat", wo->heartbeat_ms);
+  worker->group("");
+  worker->callback([&action, wo] { action = [wo] { return run_command_worker(*wo); }; });
+}
+
+}  // namespace rota::cli

@@ -1,0 +1,79 @@
+#include "cli/output.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "cli/command.h"
+
+namespace rota::cli {
+
+void print_table(const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(header.size());
+  auto visible = [](const std::string& s) {
+    // Colour escapes take no room on screen.
+    size_t n = 0;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '\x1b') {
+        while (i < s.size() && s[i] != 'm') ++i;
+        continue;
+      }
+      n += (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
+    }
+    return n;
+  };
+  for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
+      width[i] = std::max(width[i], visible(row[i]));
+    }
+  }
+  std::string out;
+  auto line = [&](const std::vector<std::string>& cells) {
+    for (size_t i = 0; i < cells.size(); ++i) {
+      out += cells[i];
+      if (i + 1 < cells.size()) out.append(width[i] - visible(cells[i]) + 2, ' ');
+    }
+    out += '\n';
+  };
+  line(header);
+  for (const auto& row : rows) line(row);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
+std::string colored_state(const std::string& state) {
+  if (!use_color()) return state;
+  const char* color = "";
+  if (state == "succeeded") color = "\x1b[32m";
+  if (state == "failed") color = "\x1b[31m";
+  if (state == "running") color = "\x1b[36m";
+  if (state == "cancelled" || state == "skipped") color = "\x1b[33m";
+  if (!*color) return state;
+  return fmt::format("{}{}\x1b[0m", color, state);
+}
+
+std::string command_line(const nlohmann::json& task) {
+  const auto& c = task["command"];
+  if (c.contains("shell")) return c["shell"].get<std::string>();
+  std::string out;
+  for (const auto& a : c["argv"]) {
+    if (!out.empty()) out += ' ';
+    std::string s = a.get<std::string>();
+    bool plain = !s.empty() && s.find_first_of(" \t'\"$\\") == std::string::npos;
+    out += plain ? s : "'" + s + "'";
+  }
+  return out;
+}
+
+void draw_progress(int64_t finished, int64_t total, int64_t failed) {
+  constexpr int kWidth = 30;
+  int filled = total ? static_cast<int>(kWidth * finished / total) : kWidth;
+  std::string bar(static_cast<size_t>(filled), '#');
+  bar.append(static_cast<size_t>(kWidth - filled), '.');
+  fmt::print(stderr, "\r[{}] {}/{}{}", bar, finished, total,
+             failed ? fmt::format(" ({} not succeeded)", failed) : "");
+  std::fflush(stderr);
+}
+
+}  // namespace rota::cli

@@ -1,0 +1,19 @@
+// Printing for people: tables, task details, a progress bar.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace rota::cli {
+
+// Prints rows under a header, columns padded to their widest cell.
+void print_table(const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows);
+std::string colored_state(const std::string& state);
+// One line for a task's command: argv joined, or the shell line.
+std::string command_line(const nlohmann::json& task);
+// "[#####.....] 50/100 (3 failed)" on stderr, redrawn in place.
+void draw_progress(int64_t finished, int64_t total, int64_t failed);
+
+}  // namespace rota::cli

@@ -1,0 +1,34 @@
+#include "core/home.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace rota {
+
+std::string resolve_home_dir(const std::string& flag) {
+  std::string dir = flag;
+  if (dir.empty()) {
+    if (const char* e = std::getenv("ROTA_HOME"); e && *e) dir = e;
+  }
+  if (dir.empty()) {
+    if (const char* e = std::getenv("XDG_DATA_HOME"); e && *e) {
+      dir = std::string(e) + "/rota";
+    } else if (const char* h = std::getenv("HOME"); h && *h) {
+      dir = std::string(h) + "/.local/share/rota";
+    } else {
+      dir = "/tmp/rota-" + std::to_string(::getuid());
+    }
+  }
+  std::error_code ec;
+  auto absolute = std::filesystem::absolute(dir, ec);
+  return ec ? dir : absolute.lexically_normal().string();
+}
+
+Home home_at(const std::string& dir) {
+  return Home{dir,           dir + "/rota.sock", dir + "/rota.db",
+              dir + "/logs", dir + "/rota.lock", dir + "/daemon.log"};
+}
+
+}  // namespace rota

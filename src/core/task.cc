@@ -1,0 +1,141 @@
+#include "core/task.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <array>
+
+namespace rota {
+namespace {
+
+constexpr std::array<const char*, kTaskStateCount> kStateNames = {
+    "waiting", "scheduled", "queued", "running", "succeeded", "failed", "cancelled", "skipped"};
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+const char* state_name(TaskState state) { return kStateNames[static_cast<int>(state)]; }
+
+Result<TaskState> parse_state(std::string_view name) {
+  for (int i = 0; i < kTaskStateCount; ++i) {
+    if (name == kStateNames[i]) return static_cast<TaskState>(i);
+  }
+  return make_error(Code::kInvalidArgument,
+                    fmt::format("--state: \"{}\" is not a state (waiting, scheduled, queued, "
+                                "running, succeeded, failed, cancelled, skipped)",
+                                name),
+                    "state");
+}
+
+bool is_terminal(TaskState state) { return state >= TaskState::kSucceeded; }
+
+bool can_transition(TaskState from, TaskState to) {
+  using S = TaskState;
+  switch (from) {
+    case S::kWaiting:
+      return to == S::kQueued || to == S::kScheduled || to == S::kSkipped || to == S::kCancelled;
+    case S::kScheduled:
+      return to == S::kQueued || to == S::kCancelled;
+    case S::kQueued:
+      return to == S::kRunning || to == S::kCancelled;
+    case S::kRunning:
+      // Back to queued when a stopping daemon hands an attempt back.
+      return to == S::kSucceeded || to == S::kFailed || to == S::kScheduled || to == S::kQueued ||
+             to == S::kCancelled;
+    case S::kSucceeded:
+      return false;
+    case S::kFailed:
+    case S::kCancelled:
+    case S::kSkipped:
+      // `rota retry`
+      return to == S::kQueued || to == S::kWaiting;
+  }
+  return false;
+}
+
+const char* outcome_name(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kSucceeded:
+      return "succeeded";
+    case Outcome::kFailed:
+      return "failed";
+    case Outcome::kTimedOut:
+      return "timeout";
+    case Outcome::kWorkerLost:
+      return "worker_lost";
+    case Outcome::kDaemonLost:
+      return "daemon_lost";
+    case Outcome::kCancelled:
+      return "cancelled";
+  }
+  return "failed";
+}
+
+TaskState state_after_attempt(const Task& task, Outcome outcome) {
+  if (outcome == Outcome::kSucceeded) return TaskState::kSucceeded;
+  if (outcome == Outcome::kCancelled) return TaskState::kCancelled;
+  if (task.attempts < task.max_attempts) return TaskState::kScheduled;
+  return TaskState::kFailed;
+}
+
+Status validate_spec(const TaskSpec& spec) {
+  auto invalid = [](std::string message, std::string field) {
+    return make_error(Code::kInvalidArgument, std::move(message), std::move(field));
+  };
+  const Command& c = spec.command;
+  if (c.argv.empty() == c.shell.empty()) {
+    return invalid(c.argv.empty() ? "the command is empty (try: rota add -- echo hello)"
+                                  : "give either a command after -- or --shell, not both",
+                   "command");
+  }
+  if (!c.argv.empty() && c.argv.front().empty()) {
+    return invalid("the command is empty (try: rota add -- echo hello)", "command");
+  }
+  struct stat st {};
+  if (c.cwd.empty() || c.cwd.front() != '/') {
+    return invalid(fmt::format("--cwd: \"{}\" is not an absolute path", c.cwd), "cwd");
+  }
+  if (stat(c.cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return invalid(fmt::format("--cwd: directory \"{}\" does not exist", c.cwd), "cwd");
+  }
+  if (!valid_name(spec.queue)) {
+    return invalid(
+        fmt::format("--queue: \"{}\" is not a queue name (letters, digits, - _ .)", spec.queue),
+        "queue");
+  }
+  if (spec.retries < 0 || spec.retries > 1000) {
+    return invalid("--retries: must be between 0 and 1000", "retries");
+  }
+  if (spec.timeout_ms < 0 || spec.delay_ms < 0) {
+    return invalid("durations must not be negative", "timeout");
+  }
+  for (const auto& [key, value] : spec.labels) {
+    if (!valid_name(key)) {
+      return invalid(
+          fmt::format("--label: \"{}\" is not a label key (letters, digits, - _ .)", key),
+          "labels");
+    }
+  }
+  return {};
+}
+
+Result<std::pair<std::string, std::string>> parse_key_value(std::string_view text,
+                                                            std::string_view flag) {
+  auto eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    return make_error(Code::kInvalidArgument,
+                      fmt::format("{}: \"{}\" is not KEY=VALUE", flag, text), std::string(flag));
+  }
+  return std::pair{std::string(text.substr(0, eq)), std::string(text.substr(eq + 1))};
+}
+
+}  // namespace rota

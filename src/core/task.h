@@ -1,0 +1,108 @@
+// The task model and its state machine (docs/states.md draws the diagram).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/backoff.h"
+#include "core/error.h"
+
+namespace rota {
+
+enum class TaskState {
+  kWaiting,    // dependencies unmet
+  kScheduled,  // run_after in the future (delay or retry backoff)
+  kQueued,     // ready, waiting for a worker
+  kRunning,    // an attempt is on a worker
+  kSucceeded,
+  kFailed,
+  kCancelled,
+  kSkipped,  // a dependency failed or was cancelled
+};
+inline constexpr int kTaskStateCount = 8;
+
+const char* state_name(TaskState state);
+Result<TaskState> parse_state(std::string_view name);
+bool is_terminal(TaskState state);
+// Whether the state machine allows from -> to.
+bool can_transition(TaskState from, TaskState to);
+
+using Labels = std::map<std::string, std::string>;
+using Env = std::map<std::string, std::string>;
+
+struct Command {
+  std::vector<std::string> argv;  // run without a shell when non-empty
+  std::string shell;              // else run through /bin/sh -c
+  std::string cwd;
+  Env env;  // the whole environment of the task process
+};
+
+// What a user asks for; validated before anything is stored.
+struct TaskSpec {
+  Command command;
+  std::string queue = "default";
+  int priority = 0;
+  int retries = 0;
+  Backoff backoff;
+  int64_t timeout_ms = 0;  // 0: none
+  int64_t delay_ms = 0;
+  Labels labels;
+  std::vector<int64_t> after;
+};
+
+// How an attempt ended, as the worker reports it.
+enum class Outcome { kSucceeded, kFailed, kTimedOut, kWorkerLost, kDaemonLost, kCancelled };
+const char* outcome_name(Outcome outcome);
+
+struct Task {
+  int64_t id = 0;
+  TaskState state = TaskState::kQueued;
+  std::string queue;
+  int priority = 0;
+  int attempts = 0;
+  int max_attempts = 1;
+  Backoff backoff;
+  int64_t timeout_ms = 0;
+  int64_t run_after_ms = 0;  // scheduled only
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  std::string error;
+  Labels labels;
+  std::vector<int64_t> depends_on;
+  Command command;
+  int64_t env_id = 0;
+  int64_t created_at_ms = 0;
+  int64_t started_at_ms = 0;      // running and terminal-after-running only
+  int64_t finished_at_ms = 0;     // terminal only
+  std::optional<int64_t> worker;  // running only
+  std::string token;              // the running attempt's token
+};
+
+struct Attempt {
+  int64_t task_id = 0;
+  int number = 0;
+  int64_t worker = 0;
+  int64_t started_at_ms = 0;
+  int64_t finished_at_ms = 0;
+  std::string outcome;  // empty while running
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  std::string error;
+};
+
+// The state a task enters when an attempt ends with `outcome`, given its attempts so far.
+TaskState state_after_attempt(const Task& task, Outcome outcome);
+
+// Checks a spec for what can be checked without the store: a command, a cwd that exists,
+// names and numbers in range. The message names the flag to fix.
+Status validate_spec(const TaskSpec& spec);
+
+// Splits "KEY=VALUE" for --label and --env.
+Result<std::pair<std::string, std::string>> parse_key_value(std::string_view text,
+                                                            std::string_view flag);
+
+}  // namespace rota

@@ -1,0 +1,55 @@
+// Group commit: every store write made during one event-loop turn lands in one transaction,
+// committed once the turn's handlers have run and before any reply that depends on it is sent.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <vector>
+
+#include "core/error.h"
+#include "store/store.h"
+
+namespace rota {
+
+class Committer {
+ public:
+  using Callback = std::function<void(const Status&)>;
+
+  Committer(boost::asio::io_context& io, Store& store) : io_(io), store_(store) {}
+
+  // Opens this turn's transaction if none is open and schedules its commit.
+  // Fails once a commit has failed: store failures are sticky, and the daemon then
+  // acknowledges no new work.
+  Status write();
+
+  // Runs `callback` once this turn's transaction is committed (or failed to commit).
+  // Without an open transaction it still waits for the end of the turn, so that replies keep
+  // their order.
+  void after_commit(Callback callback);
+
+  // Ends the turn with a flush even if nothing was written (so that dispatch runs).
+  void poke() { schedule(); }
+
+  // Called right before each commit, inside the transaction (the dispatcher claims here).
+  void set_before_commit(std::function<void()> hook) { before_commit_ = std::move(hook); }
+
+  const Status& health() const { return sticky_; }
+  int64_t last_commit_us() const { return last_commit_us_; }
+  int64_t commits() const { return commits_; }
+
+ private:
+  void schedule();
+  void flush();
+
+  boost::asio::io_context& io_;
+  Store& store_;
+  bool open_ = false;
+  bool scheduled_ = false;
+  Status sticky_;
+  std::vector<Callback> callbacks_;
+  std::function<void()> before_commit_;
+  int64_t last_commit_us_ = 0;
+  int64_t commits_ = 0;
+};
+
+}  // namespace rota

@@ -1,0 +1,121 @@
+#include "daemon/daemon.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <csignal>
+#include <thread>
+
+#include "api/http_server.h"
+#include "api/routes.h"
+#include "core/clock.h"
+#include "core/home.h"
+#include "daemon/committer.h"
+#include "daemon/engine.h"
+#include "daemon/pool.h"
+#include "store/sqlite_store.h"
+
+namespace rota {
+namespace asio = boost::asio;
+
+namespace {
+
+// Prints the one line a user needs and returns the exit code that goes with it.
+int fail(const Error& error) {
+  fmt::print(stderr, "rota: {}\n", error.message);
+  return exit_code(error.code);
+}
+
+Status prepare_home(const Home& home) {
+  for (const std::string& dir : {home.dir, home.logs}) {
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return make_error(Code::kUnavailable,
+                        fmt::format("cannot create {}: {}", dir, std::strerror(errno)));
+    }
+  }
+  ::chmod(home.dir.c_str(), 0700);
+  return {};
+}
+
+// Holds the home's lock for the daemon's lifetime: one daemon per home.
+Result<int> lock_home(const Home& home) {
+  int fd = ::open(home.lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    return make_error(Code::kConflict, fmt::format("a daemon is already running for {}", home.dir));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  (void)!::ftruncate(fd, 0);
+  (void)!::write(fd, pid.data(), pid.size());
+  return fd;
+}
+
+}  // namespace
+
+int run_daemon(const DaemonOptions& o) {
+  ::signal(SIGPIPE, SIG_IGN);
+  Home home = home_at(o.home);
+  if (auto r = prepare_home(home); !r) return fail(r.error());
+  auto lock = lock_home(home);
+  if (!lock) return fail(lock.error());
+  int workers = o.workers > 0 ? o.workers : static_cast<int>(std::thread::hardware_concurrency());
+
+  auto store = SqliteStore::open(home.store, o.durability);
+  if (!store) return fail(store.error());
+
+  asio::io_context io(1);
+  SystemClock clock;
+  Committer committer(io, **store);
+  Engine engine(io, **store, committer, clock, {home.logs, o.log_cap});
+  if (auto r = engine.recover(); !r) return fail(r.error());
+  Pool pool(io, {o.exe, home.dir, o.heartbeat_ms}, engine, [&]() -> int64_t {
+    if (!committer.write()) return 0;
+    return (*store)->next_worker_id().value_or(0);
+  });
+  engine.attach(pool);
+
+  bool stopping = false;
+  asio::steady_timer deadline(io);
+  auto stop = [&](int64_t grace_ms) {
+    if (stopping) return;
+    stopping = true;
+    spdlog::info("stopping: running tasks have {} ms to finish", grace_ms);
+    engine.stop_dispatching();
+    pool.shutdown(grace_ms, [&] { committer.after_commit([&](const Status&) { io.stop(); }); });
+    // Workers escalate to SIGKILL after the grace; this is the backstop if one cannot.
+    deadline.expires_after(std::chrono::milliseconds(grace_ms + 15'000));
+    deadline.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) io.stop();
+    });
+  };
+
+  Router router;
+  ApiContext api{engine,   **store,     committer, pool,           clock,
+                 home.dir, home.socket, home.logs, clock.now_ms(), stop};
+  add_routes(router, api);
+  HttpServer server(io, router);
+  if (auto r = server.listen_unix(home.socket); !r) return fail(r.error());
+
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (!ec) stop(o.stop_grace_ms);
+  });
+
+  spdlog::info("rota {} daemon pid {}: home {}, store {}, socket {}, {} workers", ROTA_VERSION,
+               ::getpid(), home.dir, home.store, home.socket, workers);
+  pool.scale(workers);
+  io.run();
+
+  server.close();
+  ::unlink(home.socket.c_str());
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace rota

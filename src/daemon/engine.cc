@@ -1,0 +1,679 @@
+#include "daemon/engine.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+
+#include "core/backoff.h"
+
+namespace rota {
+namespace asio = boost::asio;
+
+#define TRY(expr) \
+  if (auto r_ = (expr); !r_) return std::unexpected(r_.error())
+
+namespace {
+
+constexpr int64_t kWaiterIdleMs = 60'000;
+
+}  // namespace
+
+struct Engine::Waiter {
+  explicit Waiter(asio::io_context& io) : timer(io) {}
+  int64_t id = 0;
+  std::set<int64_t> pending;
+  WaitResult result;
+  std::function<void(Result<std::pair<int64_t, WaitResult>>)> reply;  // a parked request
+  asio::steady_timer timer;
+};
+
+Engine::Engine(asio::io_context& io, Store& store, Committer& committer, const Clock& clock,
+               EngineOptions options)
+    : io_(io),
+      store_(store),
+      committer_(committer),
+      clock_(clock),
+      options_(std::move(options)),
+      wake_timer_(io),
+      rng_(std::random_device{}()) {
+  committer_.set_before_commit([this] { dispatch(); });
+}
+
+Engine::~Engine() = default;
+
+Status Engine::recover() {
+  auto queues = store_.list_queues();
+  if (!queues) return std::unexpected(queues.error());
+  for (auto& q : *queues) queues_[q.name] = q;
+  auto counts = store_.count_tasks();
+  if (!counts) return std::unexpected(counts.error());
+  for (const auto& c : *counts) counts_[c.queue][static_cast<int>(c.state)] = c.count;
+
+  auto running = store_.tasks_in_state(TaskState::kRunning);
+  if (!running) return std::unexpected(running.error());
+  for (const Task& t : *running) {
+    running_[t.id] = {t.worker.value_or(0), t.token, t.attempts, t.queue};
+    ++running_by_queue_[t.queue];
+    TRY(end_attempt(t.id, Outcome::kDaemonLost, std::nullopt, std::nullopt,
+                    "daemon_lost: the daemon stopped while the task ran", true));
+  }
+  if (!running->empty()) {
+    spdlog::warn("recovery: {} task(s) were running when the previous daemon died",
+                 running->size());
+  }
+  auto next = store_.next_run_after();
+  if (!next) return std::unexpected(next.error());
+  if (*next) schedule_wake(**next);
+  return {};
+}
+
+// ---- adding ----------------------------------------------------------------------------
+
+TaskState Engine::ready_state(int64_t run_after_ms) const {
+  return run_after_ms > clock_.now_ms() ? TaskState::kScheduled : TaskState::kQueued;
+}
+
+Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs) {
+  if (!accepting_) return make_error(Code::kUnavailable, "the daemon is stopping");
+  TRY(committer_.write());
+  int64_t now = clock_.now_ms();
+  std::vector<NewTask> rows;
+  rows.reserve(specs.size());
+  for (TaskSpec& spec : specs) {
+    NewTask row;
+    row.created_at_ms = now;
+    row.run_after_ms = spec.delay_ms > 0 ? now + spec.delay_ms : 0;
+    row.state = ready_state(row.run_after_ms);
+    if (!spec.after.empty()) {
+      auto states = store_.task_states(spec.after);
+      if (!states) return std::unexpected(states.error());
+      for (int64_t dep : spec.after) {
+        auto it = std::find_if(states->begin(), states->end(),
+                               [dep](const auto& s) { return s.first == dep; });
+        if (it == states->end()) {
+          return make_error(Code::kInvalidArgument,
+                            fmt::format("--after: task {} does not exist", dep), "after");
+        }
+      }
+      bool all_ok = std::all_of(states->begin(), states->end(),
+                                [](const auto& s) { return s.second == TaskState::kSucceeded; });
+      bool doomed = std::any_of(states->begin(), states->end(), [](const auto& s) {
+        return is_terminal(s.second) && s.second != TaskState::kSucceeded;
+      });
+      if (doomed) {
+        row.state = TaskState::kSkipped;
+      } else if (!all_ok) {
+        row.state = TaskState::kWaiting;
+      }
+    }
+    auto env_id = store_.intern_env(spec.command.env);
+    if (!env_id) return std::unexpected(env_id.error());
+    row.env_id = *env_id;
+    row.spec = std::move(spec);
+    rows.push_back(std::move(row));
+  }
+  auto ids = store_.insert_tasks(rows);
+  if (!ids) return std::unexpected(ids.error());
+  for (const NewTask& row : rows) {
+    ++counts_[row.spec.queue][static_cast<int>(row.state)];
+    if (row.state == TaskState::kScheduled) schedule_wake(row.run_after_ms);
+  }
+  return ids;
+}
+
+// ---- dispatch --------------------------------------------------------------------------
+
+std::vector<std::string> Engine::eligible_queues() const {
+  std::vector<std::string> out;
+  for (const auto& [name, counts] : counts_) {
+    if (counts[static_cast<int>(TaskState::kQueued)] == 0) continue;
+    auto q = queues_.find(name);
+    if (q != queues_.end()) {
+      if (q->second.paused) continue;
+      if (q->second.limit > 0 && running_in(name) >= q->second.limit) continue;
+    }
+    out.push_back(name);
+  }
+  return out;
+}
+
+int64_t Engine::running_in(const std::string& queue) const {
+  auto it = running_by_queue_.find(queue);
+  return it == running_by_queue_.end() ? 0 : it->second;
+}
+
+// Runs once per loop turn, inside the turn's transaction: idle workers claim ready tasks.
+// The task messages go out after the commit, so a worker never runs a claim that is not
+// durable.
+void Engine::dispatch() {
+  if (!accepting_ || !pool_ || !committer_.health()) return;
+  auto idle = pool_->idle_workers();
+  if (idle.empty()) return;
+  auto queues = eligible_queues();
+  for (int64_t worker : idle) {
+    if (queues.empty()) return;
+    if (auto r = start_on(worker, queues); !r) {
+      spdlog::error("dispatch: {}", r.error().message);
+      return;
+    }
+  }
+}
+
+Status Engine::start_on(int64_t worker, std::vector<std::string>& queues) {
+  TRY(committer_.write());
+  std::string token = new_token();
+  auto claimed = store_.claim(queues, worker, token, clock_.now_ms());
+  if (!claimed) return std::unexpected(claimed.error());
+  if (!*claimed) {
+    queues.clear();
+    return {};
+  }
+  const Task& t = **claimed;
+  count(t.queue, TaskState::kQueued, TaskState::kRunning);
+  record_event(t.id, worker, TaskState::kQueued, TaskState::kRunning, "");
+  running_[t.id] = {worker, token, t.attempts, t.queue};
+  ++running_by_queue_[t.queue];
+  queues = eligible_queues();
+
+  auto task_env = env(t.env_id);
+  if (!task_env) return std::unexpected(task_env.error());
+  Message m{.type = MessageType::kTask, .token = token, .task = t.id};
+  m.attempt = t.attempts;
+  m.deadline_ms = t.timeout_ms > 0 ? clock_.now_ms() + t.timeout_ms : 0;
+  m.grace_ms = options_.kill_grace_ms;
+  m.command = t.command;
+  m.command->env = std::move(*task_env);
+  m.log_path = log_path(t.id);
+  m.log_cap = options_.log_cap;
+  // Reserve the worker now; the message leaves after the commit.
+  pool_->reserve(worker, t.id, token);
+  committer_.after_commit([this, worker, m = std::move(m)](const Status& ok) {
+    if (ok) pool_->send(worker, m);
+  });
+  return {};
+}
+
+void Engine::on_worker_idle(int64_t) {
+  if (accepting_) committer_.poke();
+}
+
+// ---- attempts --------------------------------------------------------------------------
+
+void Engine::on_worker_message(int64_t worker, const Message& m) {
+  auto it = running_.find(m.task);
+  if (it == running_.end() || it->second.token != m.token || it->second.worker != worker) {
+    // Fencing: a result for an attempt that was already given up is never recorded.
+    spdlog::warn("worker {}: rejected a {} for task {} (stale attempt token)", worker,
+                 message_type_name(m.type), m.task);
+    if (committer_.write()) {
+      store_.append_event(
+          {clock_.now_ms(), "rejected", m.task, worker, "", "",
+           fmt::format("stale {} from worker {}", message_type_name(m.type), worker)});
+    }
+    return;
+  }
+  Status r;
+  if (m.type == MessageType::kDone) {
+    r = end_attempt(m.task, Outcome::kSucceeded, m.exit_code, m.signal, "", true);
+  } else {
+    Outcome outcome = Outcome::kFailed;
+    std::string error = m.error;
+    if (m.reason == FailReason::kTimeout) {
+      outcome = Outcome::kTimedOut;
+      error = "timeout: " + error;
+    } else if (m.reason == FailReason::kCancelled) {
+      outcome = Outcome::kCancelled;
+    }
+    r = end_attempt(m.task, outcome, m.exit_code, m.signal, error, m.retryable);
+  }
+  if (!r) spdlog::error("task {}: {}", m.task, r.error().message);
+}
+
+void Engine::on_worker_lost(int64_t worker, int64_t task, const std::string& token,
+                            const std::string& why) {
+  if (task == 0) return;
+  auto it = running_.find(task);
+  if (it == running_.end() || it->second.token != token) return;
+  auto r = end_attempt(task, Outcome::kWorkerLost, std::nullopt, std::nullopt,
+                       "worker_lost: " + why, true);
+  if (!r) spdlog::error("task {}: {}", task, r.error().message);
+  (void)worker;
+}
+
+Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> exit_code,
+                           std::optional<int> signal, std::string error, bool retryable) {
+  TRY(committer_.write());
+  auto task = store_.get_task(task_id);
+  if (!task) return std::unexpected(task.error());
+  if (!*task) return {};
+  Task& t = **task;
+  RunningAttempt attempt = running_[task_id];
+  running_.erase(task_id);
+  --running_by_queue_[t.queue];
+
+  bool user_cancel = cancelling_.erase(task_id) > 0;
+  if (outcome == Outcome::kCancelled && !user_cancel) {
+    // Not asked for by a user: the daemon is stopping and hands the attempt back.
+    outcome = Outcome::kDaemonLost;
+  }
+  if (!retryable) t.max_attempts = t.attempts;
+  AttemptEnd end{.task_id = task_id,
+                 .attempt = attempt.attempt ? attempt.attempt : t.attempts,
+                 .outcome = outcome,
+                 .exit_code = exit_code,
+                 .signal = signal,
+                 .error = std::move(error),
+                 .finished_at_ms = clock_.now_ms()};
+  end.to = state_after_attempt(t, outcome);
+  if (!accepting_ && outcome == Outcome::kDaemonLost) {
+    end.to = TaskState::kQueued;
+    end.error.clear();
+  } else if (end.to == TaskState::kScheduled) {
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    int64_t delay = backoff_delay_ms(t.backoff, t.attempts, unit(rng_));
+    end.run_after_ms = end.finished_at_ms + delay;
+    if (delay <= 0) end.to = TaskState::kQueued;
+  }
+  TRY(store_.finish_attempt(end));
+  count(t.queue, TaskState::kRunning, end.to);
+  record_event(task_id, attempt.worker, TaskState::kRunning, end.to,
+               outcome == Outcome::kSucceeded ? "" : end.error);
+  if (end.to == TaskState::kScheduled) schedule_wake(end.run_after_ms);
+  if (is_terminal(end.to)) TRY(on_finished(task_id, end.to));
+  return {};
+}
+
+// ---- transitions -----------------------------------------------------------------------
+
+Status Engine::move(const Task& task, TaskState to) {
+  TRY(committer_.write());
+  TRY(store_.move_task(task.id, to, clock_.now_ms()));
+  count(task.queue, task.state, to);
+  record_event(task.id, 0, task.state, to, "");
+  if (to == TaskState::kScheduled) schedule_wake(task.run_after_ms);
+  if (is_terminal(to)) TRY(on_finished(task.id, to));
+  return {};
+}
+
+void Engine::count(const std::string& queue, TaskState from, TaskState to) {
+  auto& c = counts_[queue];
+  --c[static_cast<int>(from)];
+  ++c[static_cast<int>(to)];
+}
+
+void Engine::record_event(int64_t task, int64_t worker, TaskState from, TaskState to,
+                          std::string detail) {
+  auto r = store_.append_event(
+      {clock_.now_ms(), "task", task, worker, state_name(from), state_name(to), std::move(detail)});
+  if (!r) spdlog::error("event: {}", r.error().message);
+}
+
+Status Engine::on_finished(int64_t task_id, TaskState state) {
+  settle_waiters(task_id, state);
+  return settle_dependents(task_id);
+}
+
+// A finished task releases or dooms the tasks waiting on it.
+Status Engine::settle_dependents(int64_t task_id) {
+  auto dependents = store_.dependents(task_id);
+  if (!dependents) return std::unexpected(dependents.error());
+  for (auto [id, state] : *dependents) {
+    if (state != TaskState::kWaiting) continue;
+    auto deps = store_.dependency_states(id);
+    if (!deps) return std::unexpected(deps.error());
+    bool doomed = std::any_of(deps->begin(), deps->end(), [](TaskState s) {
+      return is_terminal(s) && s != TaskState::kSucceeded;
+    });
+    bool ready = std::all_of(deps->begin(), deps->end(),
+                             [](TaskState s) { return s == TaskState::kSucceeded; });
+    if (!doomed && !ready) continue;
+    auto task = store_.get_task(id);
+    if (!task) return std::unexpected(task.error());
+    if (!*task) continue;
+    TRY(move(**task, doomed ? TaskState::kSkipped : ready_state((*task)->run_after_ms)));
+  }
+  return {};
+}
+
+// A retried task gives the tasks it doomed another chance: they wait on it again.
+Status Engine::revive_dependents(int64_t task_id) {
+  auto dependents = store_.dependents(task_id);
+  if (!dependents) return std::unexpected(dependents.error());
+  for (auto [id, state] : *dependents) {
+    if (state != TaskState::kSkipped) continue;
+    auto deps = store_.dependency_states(id);
+    if (!deps) return std::unexpected(deps.error());
+    bool doomed = std::any_of(deps->begin(), deps->end(), [](TaskState s) {
+      return is_terminal(s) && s != TaskState::kSucceeded;
+    });
+    if (doomed) continue;
+    auto task = store_.get_task(id);
+    if (!task) return std::unexpected(task.error());
+    TRY(store_.retry_task(id, TaskState::kWaiting, 1));
+    count((*task)->queue, TaskState::kSkipped, TaskState::kWaiting);
+    record_event(id, 0, TaskState::kSkipped, TaskState::kWaiting, "a dependency was retried");
+    TRY(revive_dependents(id));
+  }
+  return {};
+}
+
+// ---- timers ----------------------------------------------------------------------------
+
+void Engine::schedule_wake(int64_t run_after_ms) {
+  if (wake_at_ms_ != 0 && wake_at_ms_ <= run_after_ms) return;
+  wake_at_ms_ = run_after_ms;
+  wake_timer_.expires_after(
+      std::chrono::milliseconds(std::max<int64_t>(0, run_after_ms - clock_.now_ms())));
+  wake_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) on_wake();
+  });
+}
+
+void Engine::on_wake() {
+  wake_at_ms_ = 0;
+  if (!committer_.write()) return;
+  auto due = store_.due_tasks(clock_.now_ms(), 10'000);
+  if (!due) {
+    spdlog::error("timers: {}", due.error().message);
+    return;
+  }
+  for (int64_t id : *due) {
+    auto task = store_.get_task(id);
+    if (!task || !*task) continue;
+    if (auto r = move(**task, TaskState::kQueued); !r) {
+      spdlog::error("timers: {}", r.error().message);
+      return;
+    }
+  }
+  auto next = store_.next_run_after();
+  if (next && *next) schedule_wake(**next);
+}
+
+// ---- cancel, retry, clean, queues --------------------------------------------------------
+
+void Engine::cancel(const std::vector<int64_t>& ids,
+                    std::function<void(Result<std::vector<int64_t>>)> done) {
+  std::vector<int64_t> cancelled;
+  std::vector<int64_t> stopping;
+  for (int64_t id : ids) {
+    auto task = store_.get_task(id);
+    if (!task) return done(std::unexpected(task.error()));
+    if (!*task) {
+      return done(make_error(Code::kNotFound, fmt::format("task {} does not exist", id)));
+    }
+    const Task& t = **task;
+    if (is_terminal(t.state)) continue;
+    cancelled.push_back(id);
+    if (t.state == TaskState::kRunning) {
+      auto it = running_.find(id);
+      if (it == running_.end()) continue;
+      cancelling_.insert(id);
+      stopping.push_back(id);
+      pool_->send(it->second.worker, Message{.type = MessageType::kCancel, .task = id});
+      continue;
+    }
+    if (auto r = move(t, TaskState::kCancelled); !r) return done(std::unexpected(r.error()));
+  }
+  if (stopping.empty()) {
+    committer_.after_commit([done, cancelled](const Status& ok) {
+      if (!ok) return done(std::unexpected(ok.error()));
+      done(cancelled);
+    });
+    return;
+  }
+  // Reply once the running ones have stopped (their workers escalate to SIGKILL after the
+  // grace, so this cannot hang on a task that ignores SIGTERM).
+  wait(stopping, false, 0, options_.kill_grace_ms + 10'000,
+       [done, cancelled](Result<std::pair<int64_t, WaitResult>> r) {
+         if (!r) return done(std::unexpected(r.error()));
+         done(cancelled);
+       });
+}
+
+Result<std::vector<int64_t>> Engine::retry(const std::vector<int64_t>& ids) {
+  TRY(committer_.write());
+  std::vector<int64_t> retried;
+  for (int64_t id : ids) {
+    auto task = store_.get_task(id);
+    if (!task) return std::unexpected(task.error());
+    if (!*task) return make_error(Code::kNotFound, fmt::format("task {} does not exist", id));
+    const Task& t = **task;
+    if (!is_terminal(t.state) || t.state == TaskState::kSucceeded) {
+      return make_error(Code::kConflict,
+                        fmt::format("task {} is {}: only failed, cancelled or skipped tasks "
+                                    "can be retried",
+                                    id, state_name(t.state)));
+    }
+    auto deps = store_.dependency_states(id);
+    if (!deps) return std::unexpected(deps.error());
+    bool doomed = std::any_of(deps->begin(), deps->end(), [](TaskState s) {
+      return is_terminal(s) && s != TaskState::kSucceeded;
+    });
+    if (doomed) {
+      return make_error(Code::kConflict,
+                        fmt::format("task {} depends on a task that did not succeed: retry that "
+                                    "one first",
+                                    id));
+    }
+    bool ready = std::all_of(deps->begin(), deps->end(),
+                             [](TaskState s) { return s == TaskState::kSucceeded; });
+    TaskState to = ready ? TaskState::kQueued : TaskState::kWaiting;
+    TRY(store_.retry_task(id, to, 1));
+    count(t.queue, t.state, to);
+    record_event(id, 0, t.state, to, "retried");
+    TRY(revive_dependents(id));
+    retried.push_back(id);
+  }
+  return retried;
+}
+
+Result<std::vector<int64_t>> Engine::retry_failed(const std::string& queue) {
+  std::vector<int64_t> ids;
+  TaskFilter filter{.state = TaskState::kFailed, .queue = queue};
+  for (;;) {
+    auto page = store_.list_tasks(filter);
+    if (!page) return std::unexpected(page.error());
+    for (const Task& t : *page) ids.push_back(t.id);
+    if (static_cast<int>(page->size()) < filter.limit) break;
+    filter.after_id = page->back().id;
+  }
+  return retry(ids);
+}
+
+Result<int64_t> Engine::clean(int64_t older_than_ms) {
+  TRY(committer_.write());
+  auto ids = store_.clean(clock_.now_ms() - older_than_ms);
+  if (!ids) return std::unexpected(ids.error());
+  for (int64_t id : *ids) ::unlink(log_path(id).c_str());
+  counts_.clear();
+  auto counts = store_.count_tasks();
+  if (!counts) return std::unexpected(counts.error());
+  for (const auto& c : *counts) counts_[c.queue][static_cast<int>(c.state)] = c.count;
+  return static_cast<int64_t>(ids->size());
+}
+
+Status Engine::set_queue(const std::string& name, std::optional<bool> paused,
+                         std::optional<int> limit) {
+  TRY(committer_.write());
+  QueueInfo& q = queues_[name];
+  q.name = name;
+  if (paused) q.paused = *paused;
+  if (limit) q.limit = *limit;
+  TRY(store_.put_queue(q));
+  TRY(store_.append_event({clock_.now_ms(), "queue", 0, 0, "", "",
+                           fmt::format("{}: paused={} limit={}", name, q.paused, q.limit)}));
+  return {};
+}
+
+std::vector<QueueInfo> Engine::queues() const {
+  std::map<std::string, QueueInfo> all = queues_;
+  for (const auto& [name, c] : counts_) all.try_emplace(name, QueueInfo{name, false, 0});
+  std::vector<QueueInfo> out;
+  for (auto& [name, q] : all) out.push_back(q);
+  return out;
+}
+
+StateCounts Engine::totals() const {
+  StateCounts total{};
+  for (const auto& [queue, c] : counts_) {
+    for (int i = 0; i < kTaskStateCount; ++i) total[i] += c[i];
+  }
+  return total;
+}
+
+// ---- waiting ---------------------------------------------------------------------------
+
+void Engine::wait(std::vector<int64_t> ids, bool all, int64_t wait_id, int64_t timeout_ms,
+                  std::function<void(Result<std::pair<int64_t, WaitResult>>)> done) {
+  Waiter* waiter = nullptr;
+  if (wait_id) {
+    auto it = waiters_.find(wait_id);
+    if (it == waiters_.end()) {
+      return done(make_error(Code::kNotFound, fmt::format("wait {} has expired", wait_id)));
+    }
+    waiter = it->second.get();
+  } else {
+    auto w = std::make_unique<Waiter>(io_);
+    w->id = next_waiter_++;
+    if (all) {
+      for (TaskState s :
+           {TaskState::kWaiting, TaskState::kScheduled, TaskState::kQueued, TaskState::kRunning}) {
+        TaskFilter filter{.state = s, .limit = 100'000};
+        for (;;) {
+          auto page = store_.list_tasks(filter);
+          if (!page) return done(std::unexpected(page.error()));
+          for (const Task& t : *page) ids.push_back(t.id);
+          if (static_cast<int>(page->size()) < filter.limit) break;
+          filter.after_id = page->back().id;
+        }
+      }
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    auto states = store_.task_states(ids);
+    if (!states) return done(std::unexpected(states.error()));
+    if (states->size() != ids.size()) {
+      for (int64_t id : ids) {
+        if (std::none_of(states->begin(), states->end(),
+                         [id](const auto& s) { return s.first == id; })) {
+          return done(make_error(Code::kNotFound, fmt::format("task {} does not exist", id)));
+        }
+      }
+    }
+    w->result.total = static_cast<int64_t>(ids.size());
+    for (auto [id, state] : *states) {
+      if (is_terminal(state)) {
+        ++w->result.finished;
+        if (state == TaskState::kSucceeded) {
+          ++w->result.succeeded;
+        } else {
+          w->result.unsuccessful.emplace_back(id, state);
+        }
+      } else {
+        w->pending.insert(id);
+        waiters_by_task_.emplace(id, w->id);
+      }
+    }
+    waiter = w.get();
+    waiters_.emplace(w->id, std::move(w));
+  }
+  if (waiter->reply) answer(*waiter);  // a parked request is superseded
+  waiter->reply = std::move(done);
+  if (waiter->pending.empty()) return answer(*waiter);
+  int64_t id = waiter->id;
+  waiter->timer.expires_after(std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 0)));
+  waiter->timer.async_wait([this, id](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) return;
+    if (it->second->reply) {
+      answer(*it->second);
+    } else {
+      forget(id);  // nobody came back for it
+    }
+  });
+}
+
+void Engine::forget(int64_t waiter_id) {
+  auto it = waiters_.find(waiter_id);
+  if (it == waiters_.end()) return;
+  for (int64_t task : it->second->pending) {
+    auto range = waiters_by_task_.equal_range(task);
+    for (auto r = range.first; r != range.second; ++r) {
+      if (r->second == waiter_id) {
+        waiters_by_task_.erase(r);
+        break;
+      }
+    }
+  }
+  waiters_.erase(it);
+}
+
+void Engine::settle_waiters(int64_t task_id, TaskState state) {
+  auto range = waiters_by_task_.equal_range(task_id);
+  std::vector<int64_t> ids;
+  for (auto it = range.first; it != range.second; ++it) ids.push_back(it->second);
+  waiters_by_task_.erase(range.first, range.second);
+  for (int64_t id : ids) {
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) continue;
+    Waiter& w = *it->second;
+    w.pending.erase(task_id);
+    ++w.result.finished;
+    if (state == TaskState::kSucceeded) {
+      ++w.result.succeeded;
+    } else {
+      w.result.unsuccessful.emplace_back(task_id, state);
+    }
+    if (w.pending.empty() && w.reply) {
+      // Answer after this turn's commit: the caller may read what it waited for at once.
+      committer_.after_commit([this, id](const Status&) {
+        auto it = waiters_.find(id);
+        if (it != waiters_.end() && it->second->reply) answer(*it->second);
+      });
+    }
+  }
+}
+
+void Engine::answer(Waiter& w) {
+  w.timer.cancel();
+  w.result.complete = w.pending.empty();
+  auto reply = std::move(w.reply);
+  w.reply = nullptr;
+  auto result = std::make_pair(w.id, w.result);
+  int64_t id = w.id;
+  if (w.result.complete) {
+    waiters_.erase(id);
+  } else {
+    // Keep it for a continuation; forget it if none comes.
+    w.timer.expires_after(std::chrono::milliseconds(kWaiterIdleMs));
+    w.timer.async_wait([this, id](const boost::system::error_code& ec) {
+      if (ec) return;
+      auto it = waiters_.find(id);
+      if (it == waiters_.end() || it->second->reply) return;
+      forget(id);
+    });
+  }
+  reply(result);
+}
+
+// ---- helpers ---------------------------------------------------------------------------
+
+Result<Env> Engine::env(int64_t env_id) {
+  if (auto it = envs_.find(env_id); it != envs_.end()) return it->second;
+  auto e = store_.get_env(env_id);
+  if (!e) return std::unexpected(e.error());
+  envs_.emplace(env_id, *e);
+  return e;
+}
+
+std::string Engine::log_path(int64_t task_id) const {
+  return fmt::format("{}/{}.log", options_.logs_dir, task_id);
+}
+
+std::string Engine::new_token() { return fmt::format("{:016x}", rng_()); }
+
+}  // namespace rota

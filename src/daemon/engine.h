@@ -1,0 +1,133 @@
+// The engine owns every task transition: adding, dispatching to workers, recording attempts,
+// retries with backoff, dependencies, cancellation and waiting. Each transition updates the
+// store (inside the turn's group commit), the in-memory counters and the event log together.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/task.h"
+#include "daemon/committer.h"
+#include "daemon/pool.h"
+#include "store/store.h"
+
+namespace rota {
+
+struct EngineOptions {
+  std::string logs_dir;
+  int64_t log_cap = 64LL << 20;
+  int64_t kill_grace_ms = 5000;  // SIGTERM -> SIGKILL on timeout and cancel
+};
+
+// Counts of tasks by state, for one queue or all.
+using StateCounts = std::array<int64_t, kTaskStateCount>;
+
+struct WaitResult {
+  int64_t total = 0;
+  int64_t finished = 0;
+  int64_t succeeded = 0;
+  std::vector<std::pair<int64_t, TaskState>> unsuccessful;  // finished, but not succeeded
+  bool complete = false;
+};
+
+class Engine final : public PoolListener {
+ public:
+  Engine(boost::asio::io_context& io, Store& store, Committer& committer, const Clock& clock,
+         EngineOptions options);
+  ~Engine() override;
+
+  // Loads counters and queues, and settles what a previous daemon left running: each such
+  // attempt ends as `daemon_lost` and the task retries while attempts remain.
+  Status recover();
+  void attach(Pool& pool) { pool_ = &pool; }
+
+  // The operations below write through the committer: the caller replies after commit.
+  Result<std::vector<int64_t>> add(std::vector<TaskSpec> specs);
+  // Cancels each task; `done` runs once every running one has stopped.
+  void cancel(const std::vector<int64_t>& ids,
+              std::function<void(Result<std::vector<int64_t>>)> done);
+  Result<std::vector<int64_t>> retry(const std::vector<int64_t>& ids);
+  Result<std::vector<int64_t>> retry_failed(const std::string& queue);
+  Result<int64_t> clean(int64_t older_than_ms);
+  Status set_queue(const std::string& name, std::optional<bool> paused, std::optional<int> limit);
+  // Waits until every listed task (or, with `all`, every unfinished one) has finished, or
+  // `timeout_ms` passed. Continue an earlier wait with its `wait_id`.
+  void wait(std::vector<int64_t> ids, bool all, int64_t wait_id, int64_t timeout_ms,
+            std::function<void(Result<std::pair<int64_t, WaitResult>>)> done);
+
+  // Stops dispatching; running attempts end as they may and are handed back.
+  void stop_dispatching() { accepting_ = false; }
+  bool accepting() const { return accepting_; }
+
+  StateCounts totals() const;
+  const std::map<std::string, StateCounts>& counts() const { return counts_; }
+  std::vector<QueueInfo> queues() const;
+  int64_t running_in(const std::string& queue) const;
+
+  // PoolListener
+  void on_worker_idle(int64_t worker) override;
+  void on_worker_message(int64_t worker, const Message& message) override;
+  void on_worker_lost(int64_t worker, int64_t task, const std::string& token,
+                      const std::string& why) override;
+
+ private:
+  struct RunningAttempt {
+    int64_t worker = 0;
+    std::string token;
+    int attempt = 0;
+    std::string queue;
+  };
+  struct Waiter;
+
+  void dispatch();
+  Status start_on(int64_t worker, std::vector<std::string>& queues);
+  std::vector<std::string> eligible_queues() const;
+  Status end_attempt(int64_t task_id, Outcome outcome, std::optional<int> exit_code,
+                     std::optional<int> signal, std::string error, bool retryable);
+  Status move(const Task& task, TaskState to);
+  void count(const std::string& queue, TaskState from, TaskState to);
+  void record_event(int64_t task, int64_t worker, TaskState from, TaskState to, std::string detail);
+  Status on_finished(int64_t task_id, TaskState state);
+  Status settle_dependents(int64_t task_id);
+  Status revive_dependents(int64_t task_id);
+  TaskState ready_state(int64_t run_after_ms) const;
+  void schedule_wake(int64_t run_after_ms);
+  void on_wake();
+  void settle_waiters(int64_t task_id, TaskState state);
+  void answer(Waiter& waiter);
+  void forget(int64_t waiter_id);
+  Result<Env> env(int64_t env_id);
+  std::string log_path(int64_t task_id) const;
+  std::string new_token();
+
+  boost::asio::io_context& io_;
+  Store& store_;
+  Committer& committer_;
+  const Clock& clock_;
+  EngineOptions options_;
+  Pool* pool_ = nullptr;
+  bool accepting_ = true;
+  std::map<std::string, StateCounts> counts_;
+  std::map<std::string, QueueInfo> queues_;
+  std::unordered_map<int64_t, RunningAttempt> running_;
+  std::map<std::string, int64_t> running_by_queue_;
+  std::set<int64_t> cancelling_;
+  std::unordered_map<int64_t, Env> envs_;
+  boost::asio::steady_timer wake_timer_;
+  int64_t wake_at_ms_ = 0;  // 0: not armed
+  std::map<int64_t, std::unique_ptr<Waiter>> waiters_;
+  std::unordered_multimap<int64_t, int64_t> waiters_by_task_;  // task -> waiter id
+  int64_t next_waiter_ = 1;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace rota

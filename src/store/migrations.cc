@@ -1,0 +1,83 @@
+#include "store/migrations.h"
+
+#include <array>
+
+namespace rota {
+
+namespace {
+
+constexpr std::array kSqliteMigrations = {
+    Migration{1, R"sql(
+CREATE TABLE envs (
+  id INTEGER PRIMARY KEY,
+  vars TEXT NOT NULL UNIQUE
+);
+CREATE TABLE tasks (
+  id INTEGER PRIMARY KEY,
+  state TEXT NOT NULL,
+  queue TEXT NOT NULL,
+  priority INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL,
+  backoff_base_ms INTEGER NOT NULL,
+  backoff_max_ms INTEGER NOT NULL,
+  timeout_ms INTEGER NOT NULL DEFAULT 0,
+  run_after_ms INTEGER NOT NULL DEFAULT 0,
+  argv TEXT,
+  shell TEXT,
+  cwd TEXT NOT NULL,
+  env_id INTEGER NOT NULL,
+  labels TEXT,
+  exit_code INTEGER,
+  signal INTEGER,
+  error TEXT,
+  created_at_ms INTEGER NOT NULL,
+  started_at_ms INTEGER,
+  finished_at_ms INTEGER,
+  worker INTEGER,
+  token TEXT
+);
+CREATE INDEX tasks_claim ON tasks (state, queue, priority DESC, id);
+CREATE INDEX tasks_scheduled ON tasks (run_after_ms) WHERE state = 'scheduled';
+CREATE INDEX tasks_finished ON tasks (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
+CREATE TABLE task_deps (
+  task_id INTEGER NOT NULL,
+  dep_id INTEGER NOT NULL,
+  PRIMARY KEY (task_id, dep_id)
+) WITHOUT ROWID;
+CREATE INDEX task_deps_dep ON task_deps (dep_id);
+CREATE TABLE attempts (
+  task_id INTEGER NOT NULL,
+  number INTEGER NOT NULL,
+  worker INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL,
+  finished_at_ms INTEGER,
+  outcome TEXT,
+  exit_code INTEGER,
+  signal INTEGER,
+  error TEXT,
+  PRIMARY KEY (task_id, number)
+) WITHOUT ROWID;
+CREATE TABLE queues (
+  name TEXT PRIMARY KEY,
+  paused INTEGER NOT NULL DEFAULT 0,
+  max_running INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  task_id INTEGER,
+  worker_id INTEGER,
+  from_state TEXT,
+  to_state TEXT,
+  detail TEXT
+);
+)sql"},
+};
+
+}  // namespace
+
+std::span<const Migration> sqlite_migrations() { return kSqliteMigrations; }
+
+}  // namespace rota

@@ -1,0 +1,596 @@
+#include "store/sqlite_store.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "store/migrations.h"
+
+namespace rota {
+namespace {
+
+using nlohmann::json;
+
+#define TRY(expr) \
+  if (auto r_ = (expr); !r_) return std::unexpected(r_.error())
+
+constexpr const char* kTaskColumns =
+    "id, state, queue, priority, attempts, max_attempts, backoff_base_ms, backoff_max_ms, "
+    "timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, exit_code, signal, error, "
+    "created_at_ms, started_at_ms, finished_at_ms, worker, token";
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0;
+}
+
+std::string labels_json(const Labels& labels) {
+  if (labels.empty()) return {};
+  return json(labels).dump();
+}
+
+}  // namespace
+
+Status SqliteStore::check(const std::string& path) {
+  auto db = SqliteDb::open(path, SQLITE_OPEN_READONLY);
+  if (!db) return std::unexpected(db.error());
+  auto refuse = [&](std::string why) {
+    return make_error(Code::kCorruption,
+                      fmt::format("store {} {}; it was left untouched: run `rota doctor`, "
+                                  "or move it aside and restore a backup",
+                                  path, why));
+  };
+  auto stmt = (*db)->prepare("PRAGMA quick_check");
+  if (!stmt) return refuse(fmt::format("cannot be read ({})", stmt.error().message));
+  int rc = stmt->step();
+  if (rc != SQLITE_ROW)
+    return refuse(fmt::format("cannot be read ({})", (*db)->error("quick_check").message));
+  if (std::string verdict = stmt->text(0); verdict != "ok") {
+    return refuse(fmt::format("failed its integrity check ({})", verdict));
+  }
+  // rota creates its store whole (temp file, then rename), so a file without a schema version
+  // is not a store it made: an emptied or foreign file is refused, never taken as a new store.
+  auto version = (*db)->prepare("SELECT value FROM meta WHERE key = 'schema_version'");
+  if (!version || version->step() != SQLITE_ROW) return refuse("has no rota schema version");
+  {
+    int found = std::stoi(version->text(0));
+    if (found > kSchemaVersion) {
+      return make_error(Code::kCorruption,
+                        fmt::format("store {} has schema version {}, newer than this rota "
+                                    "(version {}, schema {}); it was left untouched: upgrade rota",
+                                    path, found, ROTA_VERSION, kSchemaVersion));
+    }
+  }
+  return {};
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
+                                                       Durability durability) {
+  if (file_exists(path)) {
+    TRY(check(path));
+  } else {
+    TRY(create(path));
+  }
+  auto db = SqliteDb::open(path, SQLITE_OPEN_READWRITE);
+  if (!db) return std::unexpected(db.error());
+  std::unique_ptr<SqliteStore> store(new SqliteStore(path, std::move(*db)));
+  TRY(store->db_->exec("PRAGMA journal_mode=WAL"));
+  TRY(store->db_->exec(durability == Durability::kFull ? "PRAGMA synchronous=FULL"
+                                                       : "PRAGMA synchronous=NORMAL"));
+  TRY(
+      store->db_->exec("PRAGMA busy_timeout=5000; PRAGMA temp_store=MEMORY;"
+                       "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=4000"));
+  TRY(store->migrate());
+  return store;
+}
+
+Status SqliteStore::create(const std::string& path) {
+  std::string temp = path + ".new";
+  std::remove(temp.c_str());
+  {
+    auto db = SqliteDb::open(temp, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    if (!db) return std::unexpected(db.error());
+    SqliteStore store(temp, std::move(*db));
+    TRY(store.migrate());
+    TRY(store.db_->exec("PRAGMA journal_mode=WAL"));
+  }
+  int fd = ::open(temp.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    return make_error(Code::kUnavailable,
+                      fmt::format("cannot create store {}: {}", path, std::strerror(errno)));
+  }
+  return {};
+}
+
+Status SqliteStore::migrate() {
+  TRY(db_->exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"));
+  int version = 0;
+  {
+    auto stmt = db_->prepare("SELECT value FROM meta WHERE key = 'schema_version'");
+    if (!stmt) return std::unexpected(stmt.error());
+    if (stmt->step() == SQLITE_ROW) version = std::stoi(stmt->text(0));
+  }
+  for (const Migration& m : sqlite_migrations()) {
+    if (m.version <= version) continue;
+    TRY(db_->exec("BEGIN IMMEDIATE"));
+    if (auto r = db_->exec(m.sql); !r) {
+      db_->exec("ROLLBACK");
+      return std::unexpected(r.error());
+    }
+    auto stmt = db_->prepare(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?1) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    if (!stmt) return std::unexpected(stmt.error());
+    stmt->bind(1, std::to_string(m.version));
+    if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("migrate"));
+    TRY(db_->exec("COMMIT"));
+  }
+  return {};
+}
+
+Status SqliteStore::begin() { return db_->exec("BEGIN IMMEDIATE"); }
+Status SqliteStore::commit() { return db_->exec("COMMIT"); }
+void SqliteStore::rollback() { (void)db_->exec("ROLLBACK"); }
+
+Result<int64_t> SqliteStore::intern_env(const Env& env) {
+  std::string vars = json(env).dump();
+  if (auto it = env_ids_.find(vars); it != env_ids_.end()) return it->second;
+  {
+    auto find = db_->prepare("SELECT id FROM envs WHERE vars = ?1");
+    if (!find) return std::unexpected(find.error());
+    find->bind(1, vars);
+    if (find->step() == SQLITE_ROW) {
+      int64_t id = find->int64(0);
+      env_ids_.emplace(std::move(vars), id);
+      return id;
+    }
+  }
+  auto insert = db_->prepare("INSERT INTO envs (vars) VALUES (?1)");
+  if (!insert) return std::unexpected(insert.error());
+  insert->bind(1, vars);
+  if (insert->step() != SQLITE_DONE) return std::unexpected(db_->error("intern env"));
+  int64_t id = db_->last_insert_rowid();
+  // The cache may only hold committed ids; a rolled-back transaction would leave it stale,
+  // and the daemon treats any failed commit as fatal (sticky), so this holds.
+  env_ids_.emplace(std::move(vars), id);
+  return id;
+}
+
+Result<Env> SqliteStore::get_env(int64_t env_id) {
+  auto stmt = db_->prepare("SELECT vars FROM envs WHERE id = ?1");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, env_id);
+  if (stmt->step() != SQLITE_ROW) return Env{};
+  try {
+    return json::parse(stmt->text(0)).get<Env>();
+  } catch (const json::exception& e) {
+    return make_error(Code::kCorruption, fmt::format("env {}: {}", env_id, e.what()));
+  }
+}
+
+Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> tasks) {
+  std::vector<int64_t> ids;
+  ids.reserve(tasks.size());
+  for (const NewTask& t : tasks) {
+    {
+      auto stmt = db_->prepare(
+          "INSERT INTO tasks (state, queue, priority, attempts, max_attempts, backoff_base_ms, "
+          "backoff_max_ms, timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, "
+          "created_at_ms, finished_at_ms) "
+          "VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
+      if (!stmt) return std::unexpected(stmt.error());
+      const TaskSpec& s = t.spec;
+      stmt->bind(1, state_name(t.state)).bind(2, s.queue).bind(3, int64_t{s.priority});
+      stmt->bind(4, int64_t{s.retries + 1}).bind(5, s.backoff.base_ms).bind(6, s.backoff.max_ms);
+      stmt->bind(7, s.timeout_ms).bind(8, t.run_after_ms);
+      if (s.command.argv.empty()) {
+        stmt->bind_null(9).bind(10, s.command.shell);
+      } else {
+        stmt->bind(9, json(s.command.argv).dump()).bind_null(10);
+      }
+      stmt->bind(11, s.command.cwd).bind(12, t.env_id);
+      if (s.labels.empty()) {
+        stmt->bind_null(13);
+      } else {
+        stmt->bind(13, labels_json(s.labels));
+      }
+      stmt->bind(14, t.created_at_ms);
+      if (is_terminal(t.state)) {
+        stmt->bind(15, t.created_at_ms);
+      } else {
+        stmt->bind_null(15);
+      }
+      if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("insert task"));
+    }
+    int64_t id = db_->last_insert_rowid();
+    for (int64_t dep : t.spec.after) {
+      auto stmt = db_->prepare("INSERT OR IGNORE INTO task_deps (task_id, dep_id) VALUES (?1, ?2)");
+      if (!stmt) return std::unexpected(stmt.error());
+      stmt->bind(1, id).bind(2, dep);
+      if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("insert dependency"));
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+Result<Task> SqliteStore::read_task(Stmt& s) {
+  Task t;
+  t.id = s.int64(0);
+  auto state = parse_state(s.text(1));
+  if (!state) return make_error(Code::kCorruption, fmt::format("task {}: bad state", t.id));
+  t.state = *state;
+  t.queue = s.text(2);
+  t.priority = static_cast<int>(s.int64(3));
+  t.attempts = static_cast<int>(s.int64(4));
+  t.max_attempts = static_cast<int>(s.int64(5));
+  t.backoff = {s.int64(6), s.int64(7)};
+  t.timeout_ms = s.int64(8);
+  t.run_after_ms = s.int64(9);
+  try {
+    if (!s.is_null(10)) t.command.argv = json::parse(s.text(10)).get<std::vector<std::string>>();
+    if (!s.is_null(14)) t.labels = json::parse(s.text(14)).get<Labels>();
+  } catch (const json::exception& e) {
+    return make_error(Code::kCorruption, fmt::format("task {}: {}", t.id, e.what()));
+  }
+  t.command.shell = s.text(11);
+  t.command.cwd = s.text(12);
+  t.env_id = s.int64(13);
+  t.exit_code = s.opt_int(15);
+  t.signal = s.opt_int(16);
+  t.error = s.text(17);
+  t.created_at_ms = s.int64(18);
+  t.started_at_ms = s.int64(19);
+  t.finished_at_ms = s.int64(20);
+  if (!s.is_null(21)) t.worker = s.int64(21);
+  t.token = s.text(22);
+  return t;
+}
+
+Result<std::vector<Task>> SqliteStore::read_tasks(Stmt& stmt) {
+  std::vector<Task> tasks;
+  int rc;
+  while ((rc = stmt.step()) == SQLITE_ROW) {
+    auto task = read_task(stmt);
+    if (!task) return std::unexpected(task.error());
+    tasks.push_back(std::move(*task));
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(db_->error("read tasks"));
+  for (Task& t : tasks) {
+    auto deps = db_->prepare("SELECT dep_id FROM task_deps WHERE task_id = ?1 ORDER BY dep_id");
+    if (!deps) return std::unexpected(deps.error());
+    deps->bind(1, t.id);
+    while (deps->step() == SQLITE_ROW) t.depends_on.push_back(deps->int64(0));
+  }
+  return tasks;
+}
+
+Result<std::optional<Task>> SqliteStore::get_task(int64_t id) {
+  static const std::string sql = fmt::format("SELECT {} FROM tasks WHERE id = ?1", kTaskColumns);
+  auto stmt = db_->prepare(sql.c_str());
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, id);
+  auto tasks = read_tasks(*stmt);
+  if (!tasks) return std::unexpected(tasks.error());
+  if (tasks->empty()) return std::optional<Task>();
+  return std::optional<Task>(std::move(tasks->front()));
+}
+
+Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
+  static const std::string sql = fmt::format(
+      "SELECT {} FROM tasks WHERE id > ?1 AND (?2 IS NULL OR state = ?2) "
+      "AND (?3 IS NULL OR queue = ?3) "
+      "AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5) "
+      "ORDER BY id LIMIT ?6",
+      kTaskColumns);
+  auto stmt = db_->prepare(sql.c_str());
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, f.after_id);
+  if (f.state) stmt->bind(2, state_name(*f.state));
+  if (!f.queue.empty()) stmt->bind(3, f.queue);
+  if (f.label) stmt->bind(4, f.label->first).bind(5, f.label->second);
+  stmt->bind(6, int64_t{f.limit});
+  return read_tasks(*stmt);
+}
+
+Result<std::vector<Attempt>> SqliteStore::list_attempts(int64_t task_id) {
+  auto stmt = db_->prepare(
+      "SELECT number, worker, started_at_ms, finished_at_ms, outcome, exit_code, signal, error "
+      "FROM attempts WHERE task_id = ?1 ORDER BY number");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, task_id);
+  std::vector<Attempt> attempts;
+  while (stmt->step() == SQLITE_ROW) {
+    Attempt a;
+    a.task_id = task_id;
+    a.number = static_cast<int>(stmt->int64(0));
+    a.worker = stmt->int64(1);
+    a.started_at_ms = stmt->int64(2);
+    a.finished_at_ms = stmt->int64(3);
+    a.outcome = stmt->text(4);
+    a.exit_code = stmt->opt_int(5);
+    a.signal = stmt->opt_int(6);
+    a.error = stmt->text(7);
+    attempts.push_back(std::move(a));
+  }
+  return attempts;
+}
+
+Result<std::vector<std::pair<int64_t, TaskState>>> SqliteStore::task_states(
+    std::span<const int64_t> ids) {
+  std::vector<std::pair<int64_t, TaskState>> states;
+  for (int64_t id : ids) {
+    auto stmt = db_->prepare("SELECT state FROM tasks WHERE id = ?1");
+    if (!stmt) return std::unexpected(stmt.error());
+    stmt->bind(1, id);
+    if (stmt->step() == SQLITE_ROW) {
+      auto state = parse_state(stmt->text(0));
+      if (state) states.emplace_back(id, *state);
+    }
+  }
+  return states;
+}
+
+Result<std::optional<Task>> SqliteStore::claim(std::span<const std::string> queues, int64_t worker,
+                                               const std::string& token, int64_t now_ms) {
+  // One index probe per queue (tasks_claim), then the best head wins.
+  int64_t best_id = 0;
+  int64_t best_priority = 0;
+  for (const std::string& queue : queues) {
+    auto head = db_->prepare(
+        "SELECT id, priority FROM tasks WHERE state = 'queued' AND queue = ?1 "
+        "ORDER BY priority DESC, id LIMIT 1");
+    if (!head) return std::unexpected(head.error());
+    head->bind(1, queue);
+    if (head->step() != SQLITE_ROW) continue;
+    int64_t id = head->int64(0);
+    int64_t priority = head->int64(1);
+    if (best_id == 0 || priority > best_priority || (priority == best_priority && id < best_id)) {
+      best_id = id;
+      best_priority = priority;
+    }
+  }
+  if (best_id == 0) return std::optional<Task>();
+  static const std::string sql = fmt::format(
+      "UPDATE tasks SET state = 'running', attempts = attempts + 1, worker = ?2, token = ?3, "
+      "started_at_ms = ?4, finished_at_ms = NULL, exit_code = NULL, signal = NULL, error = NULL "
+      "WHERE id = ?1 RETURNING {}",
+      kTaskColumns);
+  std::optional<Task> task;
+  {
+    auto stmt = db_->prepare(sql.c_str());
+    if (!stmt) return std::unexpected(stmt.error());
+    stmt->bind(1, best_id).bind(2, worker).bind(3, token).bind(4, now_ms);
+    if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("claim"));
+    auto t = read_task(*stmt);
+    if (!t) return std::unexpected(t.error());
+    task = std::move(*t);
+    stmt->step();
+  }
+  auto attempt = db_->prepare(
+      "INSERT OR REPLACE INTO attempts (task_id, number, worker, started_at_ms) "
+      "VALUES (?1, ?2, ?3, ?4)");
+  if (!attempt) return std::unexpected(attempt.error());
+  attempt->bind(1, task->id).bind(2, int64_t{task->attempts}).bind(3, worker).bind(4, now_ms);
+  if (attempt->step() != SQLITE_DONE) return std::unexpected(db_->error("record attempt"));
+  return task;
+}
+
+Status SqliteStore::finish_attempt(const AttemptEnd& e) {
+  {
+    // Handing an attempt back (running -> queued) does not count it against the task.
+    auto stmt = db_->prepare(
+        "UPDATE tasks SET state = ?2, exit_code = ?3, signal = ?4, error = ?5, worker = NULL, "
+        "token = NULL, run_after_ms = ?6, "
+        "started_at_ms = CASE WHEN ?7 THEN started_at_ms ELSE NULL END, "
+        "finished_at_ms = CASE WHEN ?7 THEN ?8 ELSE NULL END, "
+        "max_attempts = max_attempts + CASE WHEN ?2 = 'queued' THEN 1 ELSE 0 END "
+        "WHERE id = ?1");
+    if (!stmt) return std::unexpected(stmt.error());
+    bool terminal = is_terminal(e.to);
+    stmt->bind(1, e.task_id).bind(2, state_name(e.to)).bind(3, e.exit_code).bind(4, e.signal);
+    if (e.error.empty()) {
+      stmt->bind_null(5);
+    } else {
+      stmt->bind(5, e.error);
+    }
+    stmt->bind(6, e.run_after_ms).bind(7, int64_t{terminal}).bind(8, e.finished_at_ms);
+    if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("finish attempt"));
+  }
+  auto stmt = db_->prepare(
+      "UPDATE attempts SET finished_at_ms = ?3, outcome = ?4, exit_code = ?5, signal = ?6, "
+      "error = ?7 WHERE task_id = ?1 AND number = ?2");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, e.task_id).bind(2, int64_t{e.attempt}).bind(3, e.finished_at_ms);
+  stmt->bind(4, e.to == TaskState::kQueued ? "interrupted" : outcome_name(e.outcome));
+  stmt->bind(5, e.exit_code).bind(6, e.signal).bind(7, e.error);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("finish attempt"));
+  return {};
+}
+
+Status SqliteStore::move_task(int64_t id, TaskState to, int64_t now_ms) {
+  auto stmt = db_->prepare(
+      "UPDATE tasks SET state = ?2, finished_at_ms = CASE WHEN ?3 THEN ?4 ELSE NULL END "
+      "WHERE id = ?1");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, id).bind(2, state_name(to)).bind(3, int64_t{is_terminal(to)}).bind(4, now_ms);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("move task"));
+  return {};
+}
+
+Status SqliteStore::retry_task(int64_t id, TaskState to, int extra_attempts) {
+  auto stmt = db_->prepare(
+      "UPDATE tasks SET state = ?2, max_attempts = attempts + ?3, exit_code = NULL, "
+      "signal = NULL, error = NULL, started_at_ms = NULL, finished_at_ms = NULL, "
+      "run_after_ms = 0 WHERE id = ?1");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, id).bind(2, state_name(to)).bind(3, int64_t{extra_attempts});
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("retry task"));
+  return {};
+}
+
+Result<std::vector<int64_t>> SqliteStore::due_tasks(int64_t now_ms, int limit) {
+  auto stmt = db_->prepare(
+      "SELECT id FROM tasks WHERE state = 'scheduled' AND run_after_ms <= ?1 "
+      "ORDER BY run_after_ms LIMIT ?2");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, now_ms).bind(2, int64_t{limit});
+  std::vector<int64_t> ids;
+  while (stmt->step() == SQLITE_ROW) ids.push_back(stmt->int64(0));
+  return ids;
+}
+
+Result<std::optional<int64_t>> SqliteStore::next_run_after() {
+  auto stmt = db_->prepare("SELECT min(run_after_ms) FROM tasks WHERE state = 'scheduled'");
+  if (!stmt) return std::unexpected(stmt.error());
+  if (stmt->step() != SQLITE_ROW || stmt->is_null(0)) return std::optional<int64_t>();
+  return std::optional<int64_t>(stmt->int64(0));
+}
+
+Result<std::vector<std::pair<int64_t, TaskState>>> SqliteStore::dependents(int64_t id) {
+  auto stmt = db_->prepare(
+      "SELECT t.id, t.state FROM task_deps d JOIN tasks t ON t.id = d.task_id "
+      "WHERE d.dep_id = ?1 ORDER BY t.id");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, id);
+  std::vector<std::pair<int64_t, TaskState>> out;
+  while (stmt->step() == SQLITE_ROW) {
+    if (auto state = parse_state(stmt->text(1))) out.emplace_back(stmt->int64(0), *state);
+  }
+  return out;
+}
+
+Result<std::vector<TaskState>> SqliteStore::dependency_states(int64_t id) {
+  auto stmt = db_->prepare(
+      "SELECT t.state FROM task_deps d JOIN tasks t ON t.id = d.dep_id WHERE d.task_id = ?1");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, id);
+  std::vector<TaskState> out;
+  while (stmt->step() == SQLITE_ROW) {
+    if (auto state = parse_state(stmt->text(0))) out.push_back(*state);
+  }
+  return out;
+}
+
+Result<std::vector<Task>> SqliteStore::tasks_in_state(TaskState state) {
+  static const std::string sql =
+      fmt::format("SELECT {} FROM tasks WHERE state = ?1 ORDER BY id", kTaskColumns);
+  auto stmt = db_->prepare(sql.c_str());
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, state_name(state));
+  return read_tasks(*stmt);
+}
+
+Result<std::vector<QueueStateCount>> SqliteStore::count_tasks() {
+  auto stmt = db_->prepare("SELECT queue, state, count(*) FROM tasks GROUP BY queue, state");
+  if (!stmt) return std::unexpected(stmt.error());
+  std::vector<QueueStateCount> out;
+  while (stmt->step() == SQLITE_ROW) {
+    if (auto state = parse_state(stmt->text(1))) {
+      out.push_back({stmt->text(0), *state, stmt->int64(2)});
+    }
+  }
+  return out;
+}
+
+Result<std::vector<int64_t>> SqliteStore::clean(int64_t cutoff_ms) {
+  std::vector<int64_t> ids;
+  {
+    auto stmt = db_->prepare(
+        "DELETE FROM tasks WHERE finished_at_ms IS NOT NULL AND finished_at_ms <= ?1 "
+        "AND state IN ('succeeded', 'failed', 'cancelled', 'skipped') RETURNING id");
+    if (!stmt) return std::unexpected(stmt.error());
+    stmt->bind(1, cutoff_ms);
+    while (stmt->step() == SQLITE_ROW) ids.push_back(stmt->int64(0));
+  }
+  for (int64_t id : ids) {
+    for (const char* sql : {"DELETE FROM attempts WHERE task_id = ?1",
+                            "DELETE FROM task_deps WHERE task_id = ?1 OR dep_id = ?1"}) {
+      auto stmt = db_->prepare(sql);
+      if (!stmt) return std::unexpected(stmt.error());
+      stmt->bind(1, id);
+      if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("clean"));
+    }
+  }
+  return ids;
+}
+
+Result<std::vector<QueueInfo>> SqliteStore::list_queues() {
+  auto stmt = db_->prepare("SELECT name, paused, max_running FROM queues ORDER BY name");
+  if (!stmt) return std::unexpected(stmt.error());
+  std::vector<QueueInfo> out;
+  while (stmt->step() == SQLITE_ROW) {
+    out.push_back({stmt->text(0), stmt->int64(1) != 0, static_cast<int>(stmt->int64(2))});
+  }
+  return out;
+}
+
+Status SqliteStore::put_queue(const QueueInfo& q) {
+  auto stmt = db_->prepare(
+      "INSERT INTO queues (name, paused, max_running) VALUES (?1, ?2, ?3) "
+      "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, "
+      "max_running = excluded.max_running");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, q.name).bind(2, int64_t{q.paused}).bind(3, int64_t{q.limit});
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("put queue"));
+  return {};
+}
+
+Status SqliteStore::append_event(const Event& e) {
+  auto stmt = db_->prepare(
+      "INSERT INTO events (at_ms, kind, task_id, worker_id, from_state, to_state, detail) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, e.at_ms).bind(2, e.kind);
+  if (e.task_id) {
+    stmt->bind(3, e.task_id);
+  } else {
+    stmt->bind_null(3);
+  }
+  if (e.worker_id) {
+    stmt->bind(4, e.worker_id);
+  } else {
+    stmt->bind_null(4);
+  }
+  stmt->bind(5, e.from).bind(6, e.to).bind(7, e.detail);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("append event"));
+  return {};
+}
+
+Result<std::vector<Event>> SqliteStore::list_events(int64_t after_id, int limit) {
+  auto stmt = db_->prepare(
+      "SELECT at_ms, kind, coalesce(task_id, 0), coalesce(worker_id, 0), from_state, to_state, "
+      "detail FROM events WHERE id > ?1 ORDER BY id LIMIT ?2");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, after_id).bind(2, int64_t{limit});
+  std::vector<Event> out;
+  while (stmt->step() == SQLITE_ROW) {
+    out.push_back({stmt->int64(0), stmt->text(1), stmt->int64(2), stmt->int64(3), stmt->text(4),
+                   stmt->text(5), stmt->text(6)});
+  }
+  return out;
+}
+
+Result<int64_t> SqliteStore::next_worker_id() {
+  auto stmt = db_->prepare(
+      "INSERT INTO meta (key, value) VALUES ('last_worker_id', '1') "
+      "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value");
+  if (!stmt) return std::unexpected(stmt.error());
+  if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("next worker id"));
+  int64_t id = std::stoll(stmt->text(0));
+  stmt->step();
+  return id;
+}
+
+}  // namespace rota

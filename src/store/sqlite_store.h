@@ -1,0 +1,70 @@
+// The embedded store: one SQLite file in WAL mode.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "store/sqlite_db.h"
+#include "store/store.h"
+
+namespace rota {
+
+inline constexpr int kSchemaVersion = 1;
+
+class SqliteStore final : public Store {
+ public:
+  // Opens (creating if absent) the store at `path` and brings its schema up to date.
+  // A file that fails PRAGMA quick_check, or whose schema is newer than this binary, is refused
+  // with kCorruption and left byte-for-byte as it was: it is checked through a read-only
+  // connection before anything opens it for writing.
+  static Result<std::unique_ptr<SqliteStore>> open(const std::string& path, Durability durability);
+
+  // Checks an existing file without changing it: integrity and schema version.
+  static Status check(const std::string& path);
+
+  Status begin() override;
+  Status commit() override;
+  void rollback() override;
+
+  Result<int64_t> intern_env(const Env& env) override;
+  Result<Env> get_env(int64_t env_id) override;
+  Result<std::vector<int64_t>> insert_tasks(std::span<const NewTask> tasks) override;
+  Result<std::optional<Task>> get_task(int64_t id) override;
+  Result<std::vector<Task>> list_tasks(const TaskFilter& filter) override;
+  Result<std::vector<Attempt>> list_attempts(int64_t task_id) override;
+  Result<std::vector<std::pair<int64_t, TaskState>>> task_states(
+      std::span<const int64_t> ids) override;
+  Result<std::optional<Task>> claim(std::span<const std::string> queues, int64_t worker,
+                                    const std::string& token, int64_t now_ms) override;
+  Status finish_attempt(const AttemptEnd& end) override;
+  Status move_task(int64_t id, TaskState to, int64_t now_ms) override;
+  Status retry_task(int64_t id, TaskState to, int extra_attempts) override;
+  Result<std::vector<int64_t>> due_tasks(int64_t now_ms, int limit) override;
+  Result<std::optional<int64_t>> next_run_after() override;
+  Result<std::vector<std::pair<int64_t, TaskState>>> dependents(int64_t id) override;
+  Result<std::vector<TaskState>> dependency_states(int64_t id) override;
+  Result<std::vector<Task>> tasks_in_state(TaskState state) override;
+  Result<std::vector<QueueStateCount>> count_tasks() override;
+  Result<std::vector<int64_t>> clean(int64_t cutoff_ms) override;
+  Result<std::vector<QueueInfo>> list_queues() override;
+  Status put_queue(const QueueInfo& queue) override;
+  Status append_event(const Event& event) override;
+  Result<std::vector<Event>> list_events(int64_t after_id, int limit) override;
+  Result<int64_t> next_worker_id() override;
+  std::string path() const override { return path_; }
+
+ private:
+  SqliteStore(std::string path, std::unique_ptr<SqliteDb> db)
+      : path_(std::move(path)), db_(std::move(db)) {}
+  static Status create(const std::string& path);
+  Status migrate();
+  Result<Task> read_task(Stmt& stmt);
+  Result<std::vector<Task>> read_tasks(Stmt& stmt);
+
+  std::string path_;
+  std::unique_ptr<SqliteDb> db_;
+  std::unordered_map<std::string, int64_t> env_ids_;  // env JSON -> id
+};
+
+}  // namespace rota

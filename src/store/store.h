@@ -1,0 +1,129 @@
+// The Store: everything rota keeps. One interface, so that the daemon does not know whether
+// SQLite or PostgreSQL is behind it.
+//
+// Writes happen inside a transaction the daemon opens with begin() and closes with commit()
+// once per event-loop turn (group commit). Reads may happen inside or outside one and see the
+// transaction's own writes.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/task.h"
+
+namespace rota {
+
+enum class Durability { kNormal, kFull };
+
+struct TaskFilter {
+  std::optional<TaskState> state;
+  std::string queue;  // empty: any
+  std::optional<std::pair<std::string, std::string>> label;
+  int64_t after_id = 0;  // keyset pagination: ids greater than this, ascending
+  int limit = 1000;
+};
+
+struct NewTask {
+  TaskSpec spec;
+  int64_t env_id = 0;
+  TaskState state = TaskState::kQueued;  // waiting, scheduled, queued or skipped
+  int64_t run_after_ms = 0;
+  int64_t created_at_ms = 0;
+};
+
+struct AttemptEnd {
+  int64_t task_id = 0;
+  int attempt = 0;
+  TaskState to = TaskState::kFailed;
+  Outcome outcome = Outcome::kFailed;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  std::string error;
+  int64_t finished_at_ms = 0;
+  int64_t run_after_ms = 0;  // when `to` is scheduled
+};
+
+struct QueueInfo {
+  std::string name;
+  bool paused = false;
+  int limit = 0;  // 0: no limit
+};
+
+struct QueueStateCount {
+  std::string queue;
+  TaskState state;
+  int64_t count;
+};
+
+struct Event {
+  int64_t at_ms = 0;
+  std::string kind;  // "task", "worker", "daemon", ...
+  int64_t task_id = 0;
+  int64_t worker_id = 0;
+  std::string from;
+  std::string to;
+  std::string detail;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual Status begin() = 0;
+  virtual Status commit() = 0;
+  virtual void rollback() = 0;
+
+  // Stores an environment once and returns its id; equal environments share one id.
+  virtual Result<int64_t> intern_env(const Env& env) = 0;
+  virtual Result<Env> get_env(int64_t env_id) = 0;
+
+  // Inserts tasks with their dependencies; returns their ids in order.
+  virtual Result<std::vector<int64_t>> insert_tasks(std::span<const NewTask> tasks) = 0;
+  virtual Result<std::optional<Task>> get_task(int64_t id) = 0;
+  virtual Result<std::vector<Task>> list_tasks(const TaskFilter& filter) = 0;
+  virtual Result<std::vector<Attempt>> list_attempts(int64_t task_id) = 0;
+  // The state of each id that exists.
+  virtual Result<std::vector<std::pair<int64_t, TaskState>>> task_states(
+      std::span<const int64_t> ids) = 0;
+
+  // Takes the next queued task of the best (priority, then age) head among `queues` and marks
+  // it running on `worker` with `token`, counting one more attempt. Empty if none is queued.
+  virtual Result<std::optional<Task>> claim(std::span<const std::string> queues, int64_t worker,
+                                            const std::string& token, int64_t now_ms) = 0;
+  // Ends the running attempt: the task moves to end.to with the attempt's result.
+  virtual Status finish_attempt(const AttemptEnd& end) = 0;
+  // Moves a task that is not running: waiting/scheduled -> queued, -> skipped, -> cancelled.
+  virtual Status move_task(int64_t id, TaskState to, int64_t now_ms) = 0;
+  // Puts a terminal task back in line with `extra` more attempts: `to` is queued or waiting.
+  virtual Status retry_task(int64_t id, TaskState to, int extra_attempts) = 0;
+
+  // Scheduled tasks whose run_after has come, and the earliest run_after still ahead.
+  virtual Result<std::vector<int64_t>> due_tasks(int64_t now_ms, int limit) = 0;
+  virtual Result<std::optional<int64_t>> next_run_after() = 0;
+
+  // Tasks that depend on `id`, with their states; and the states of what `id` depends on.
+  virtual Result<std::vector<std::pair<int64_t, TaskState>>> dependents(int64_t id) = 0;
+  virtual Result<std::vector<TaskState>> dependency_states(int64_t id) = 0;
+
+  virtual Result<std::vector<Task>> tasks_in_state(TaskState state) = 0;
+  virtual Result<std::vector<QueueStateCount>> count_tasks() = 0;
+  // Deletes terminal tasks finished before `cutoff_ms`; returns their ids.
+  virtual Result<std::vector<int64_t>> clean(int64_t cutoff_ms) = 0;
+
+  virtual Result<std::vector<QueueInfo>> list_queues() = 0;
+  virtual Status put_queue(const QueueInfo& queue) = 0;
+
+  virtual Status append_event(const Event& event) = 0;
+  virtual Result<std::vector<Event>> list_events(int64_t after_id, int limit) = 0;
+
+  // A worker id never handed out before in this store.
+  virtual Result<int64_t> next_worker_id() = 0;
+
+  virtual std::string path() const = 0;
+};
+
+}  // namespace rota

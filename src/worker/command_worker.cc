@@ -1,0 +1,312 @@
+#include "worker/command_worker.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "worker/protocol.h"
+#include "worker/spawn.h"
+
+namespace rota {
+namespace {
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+int64_t mono_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+// The task being run: its process group, its output pipe and its log.
+struct Running {
+  Message task;
+  Spawned proc;
+  int log_fd = -1;
+  int64_t log_size = 0;
+  bool log_cut = false;
+  std::optional<FailReason> kill_reason;  // set once we decided to stop it
+  int64_t kill_at_mono = 0;               // SIGKILL after the grace
+};
+
+class CommandWorker {
+ public:
+  explicit CommandWorker(const WorkerOptions& options) : options_(options) {}
+  int run();
+
+ private:
+  void send(Message message);
+  bool read_daemon();  // false when the daemon went away
+  void handle(const Message& message);
+  void start(const Message& message);
+  void pump_output(bool drain);
+  void open_log();
+  void write_log(const char* data, size_t size);
+  void finish();
+  void stop_task(FailReason reason, int64_t grace_ms);
+  void kill_group(int sig);
+  int poll_timeout() const;
+  void on_timer();
+
+  WorkerOptions options_;
+  std::string inbuf_;
+  std::optional<Running> running_;
+  bool shutting_down_ = false;
+  int64_t next_heartbeat_mono_ = 0;
+};
+
+void CommandWorker::send(Message message) {
+  message.worker = options_.id;
+  std::string line = encode(message);
+  const char* p = line.data();
+  size_t left = line.size();
+  while (left > 0) {
+    ssize_t n = ::write(options_.fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the daemon is gone; read_daemon() will notice
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+bool CommandWorker::read_daemon() {
+  char buf[65536];
+  ssize_t n = ::read(options_.fd, buf, sizeof buf);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+  if (n <= 0) return false;
+  inbuf_.append(buf, static_cast<size_t>(n));
+  size_t start = 0;
+  for (size_t nl; (nl = inbuf_.find('\n', start)) != std::string::npos; start = nl + 1) {
+    auto message = decode(std::string_view(inbuf_).substr(start, nl - start));
+    if (message) {
+      handle(*message);
+    } else {
+      fmt::print(stderr, "rota worker {}: {}\n", options_.id, message.error().message);
+    }
+  }
+  inbuf_.erase(0, start);
+  return true;
+}
+
+void CommandWorker::handle(const Message& m) {
+  switch (m.type) {
+    case MessageType::kTask:
+      if (running_) {
+        Message fail{.type = MessageType::kFail, .token = m.token, .task = m.task};
+        fail.error = "worker busy";
+        fail.reason = FailReason::kSpawn;
+        send(fail);
+        return;
+      }
+      start(m);
+      return;
+    case MessageType::kCancel:
+      if (running_ && running_->task.task == m.task) {
+        stop_task(FailReason::kCancelled, running_->task.grace_ms);
+      }
+      return;
+    case MessageType::kShutdown:
+      shutting_down_ = true;
+      if (running_) stop_task(FailReason::kCancelled, m.grace_ms);
+      return;
+    default:
+      return;
+  }
+}
+
+void CommandWorker::start(const Message& m) {
+  if (!m.command) return;
+  auto spawned = spawn_command(*m.command);
+  if (!spawned) {
+    Message fail{.type = MessageType::kFail, .token = m.token, .task = m.task};
+    fail.error = spawned.error().message;
+    fail.reason = FailReason::kSpawn;
+    fail.exit_code = 127;
+    send(fail);
+    return;
+  }
+  running_.emplace();
+  running_->task = m;
+  running_->proc = *spawned;
+  Message beat{.type = MessageType::kHeartbeat, .token = m.token, .task = m.task};
+  beat.pid = spawned->pid;
+  send(beat);
+  next_heartbeat_mono_ = mono_ms() + options_.heartbeat_ms;
+}
+
+void CommandWorker::open_log() {
+  Running& r = *running_;
+  r.log_fd = ::open(r.task.log_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (r.log_fd < 0) return;
+  r.log_size = lseek(r.log_fd, 0, SEEK_END);
+  if (r.log_size > 0 && r.task.attempt > 1) {
+    std::string header = fmt::format("[rota: attempt {}]\n", r.task.attempt);
+    r.log_size += ::write(r.log_fd, header.data(), header.size());
+  }
+}
+
+void CommandWorker::write_log(const char* data, size_t size) {
+  Running& r = *running_;
+  if (r.log_cut) return;
+  if (r.log_fd < 0) open_log();
+  if (r.log_fd < 0) return;
+  int64_t room = r.task.log_cap > 0 ? r.task.log_cap - r.log_size : INT64_MAX;
+  size_t n = std::min<int64_t>(room, static_cast<int64_t>(size));
+  if (n > 0 && ::write(r.log_fd, data, n) > 0) r.log_size += static_cast<int64_t>(n);
+  if (n < size) {
+    std::string marker =
+        fmt::format("\n[rota: output cut at {} bytes; the rest was discarded]\n", r.task.log_cap);
+    (void)!::write(r.log_fd, marker.data(), marker.size());
+    r.log_cut = true;
+  }
+}
+
+// Moves what the pipe holds into the log. The task's bytes pass through the worker, never the
+// daemon. `drain` reads until the pipe is empty (the task has exited).
+void CommandWorker::pump_output(bool drain) {
+  Running& r = *running_;
+  char buf[65536];
+  for (int rounds = 0; drain || rounds < 16; ++rounds) {
+    ssize_t n = ::read(r.proc.output, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return;
+    if (n == 0) {  // every writer closed it: stop watching the pipe
+      close(r.proc.output);
+      r.proc.output = -1;
+      return;
+    }
+    write_log(buf, static_cast<size_t>(n));
+  }
+}
+
+void CommandWorker::kill_group(int sig) {
+  if (running_) ::kill(-running_->proc.pid, sig);
+}
+
+void CommandWorker::stop_task(FailReason reason, int64_t grace_ms) {
+  Running& r = *running_;
+  if (r.kill_reason) return;
+  r.kill_reason = reason;
+  kill_group(SIGTERM);
+  r.kill_at_mono = mono_ms() + std::max<int64_t>(grace_ms, 0);
+}
+
+void CommandWorker::finish() {
+  Running& r = *running_;
+  // The leader is a zombie until waitpid, so its group id cannot be reused yet: whatever the
+  // task left behind in its group ends with it.
+  kill_group(SIGKILL);
+  siginfo_t info{};
+  while (waitid(P_PID, static_cast<id_t>(r.proc.pid), &info, WEXITED) != 0 && errno == EINTR) {
+  }
+  if (r.proc.output >= 0) {
+    pump_output(true);
+    if (r.proc.output >= 0) close(r.proc.output);
+  }
+  close(r.proc.pidfd);
+  if (r.log_fd >= 0) close(r.log_fd);
+
+  Message m{.type = MessageType::kDone, .token = r.task.token, .task = r.task.task};
+  bool exited = info.si_code == CLD_EXITED;
+  if (exited) m.exit_code = info.si_status;
+  if (!exited) m.signal = info.si_status;
+  if (r.kill_reason) {
+    m.type = MessageType::kFail;
+    m.reason = r.kill_reason;
+    m.error = *r.kill_reason == FailReason::kTimeout ? "timed out" : "cancelled";
+  } else if (!exited || info.si_status != 0) {
+    m.type = MessageType::kFail;
+    m.reason = exited ? FailReason::kExit : FailReason::kSignal;
+    m.error = exited
+                  ? fmt::format("exit status {}", info.si_status)
+                  : fmt::format("killed by signal {} ({})", info.si_status,
+                                sigabbrev_np(info.si_status) ? sigabbrev_np(info.si_status) : "?");
+  }
+  running_.reset();
+  send(m);
+}
+
+int CommandWorker::poll_timeout() const {
+  int64_t now = mono_ms();
+  int64_t wake = next_heartbeat_mono_;
+  if (running_) {
+    const Running& r = *running_;
+    if (r.kill_reason) {
+      wake = std::min(wake, r.kill_at_mono);
+    } else if (r.task.deadline_ms > 0) {
+      wake = std::min(wake, now + (r.task.deadline_ms - now_ms()));
+    }
+  }
+  return static_cast<int>(std::clamp<int64_t>(wake - now, 0, 60'000));
+}
+
+void CommandWorker::on_timer() {
+  int64_t now = mono_ms();
+  if (running_) {
+    Running& r = *running_;
+    if (r.kill_reason && now >= r.kill_at_mono) {
+      kill_group(SIGKILL);
+    } else if (!r.kill_reason && r.task.deadline_ms > 0 && now_ms() >= r.task.deadline_ms) {
+      stop_task(FailReason::kTimeout, r.task.grace_ms);
+    }
+  }
+  if (now >= next_heartbeat_mono_) {
+    Message beat{.type = MessageType::kHeartbeat};
+    if (running_) {
+      beat.task = running_->task.task;
+      beat.token = running_->task.token;
+      beat.pid = running_->proc.pid;
+    }
+    send(beat);
+    next_heartbeat_mono_ = now + options_.heartbeat_ms;
+  }
+}
+
+int CommandWorker::run() {
+  signal(SIGPIPE, SIG_IGN);
+  Message hello{.type = MessageType::kHello};
+  hello.pid = getpid();
+  send(hello);
+  next_heartbeat_mono_ = mono_ms() + options_.heartbeat_ms;
+  while (!(shutting_down_ && !running_)) {
+    pollfd fds[3] = {{options_.fd, POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
+    if (running_) {
+      fds[1].fd = running_->proc.pidfd;
+      fds[2].fd = running_->proc.output;
+    }
+    int n = ::poll(fds, 3, poll_timeout());
+    if (n < 0 && errno != EINTR) return 1;
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      if (!read_daemon()) {
+        // The daemon is gone: no task may go on unsupervised.
+        if (running_) kill_group(SIGKILL);
+        return 0;
+      }
+    }
+    if (running_ && running_->proc.output >= 0 && (fds[2].revents & (POLLIN | POLLHUP))) {
+      pump_output(false);
+    }
+    if (running_ && (fds[1].revents & POLLIN)) finish();
+    on_timer();
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_command_worker(const WorkerOptions& options) { return CommandWorker(options).run(); }
+
+}  // namespace rota

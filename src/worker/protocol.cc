@@ -1,0 +1,136 @@
+#include "worker/protocol.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <nlohmann/json.hpp>
+
+namespace rota {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::array<const char*, 7> kTypeNames = {"hello", "heartbeat", "done",    "fail",
+                                                   "task",  "cancel",    "shutdown"};
+constexpr std::array<const char*, 5> kReasonNames = {"exit", "signal", "timeout", "spawn",
+                                                     "cancelled"};
+
+json command_json(const Command& c) {
+  json j = {{"cwd", c.cwd}, {"env", c.env}};
+  if (c.argv.empty()) {
+    j["shell"] = c.shell;
+  } else {
+    j["argv"] = c.argv;
+  }
+  return j;
+}
+
+Command command_from(const json& j) {
+  Command c;
+  if (j.contains("argv")) c.argv = j.at("argv").get<std::vector<std::string>>();
+  if (j.contains("shell")) c.shell = j.at("shell").get<std::string>();
+  c.cwd = j.value("cwd", "/");
+  if (j.contains("env")) c.env = j.at("env").get<Env>();
+  return c;
+}
+
+template <class T>
+void set_if(json& j, const char* key, const std::optional<T>& value) {
+  if (value) j[key] = *value;
+}
+
+}  // namespace
+
+const char* message_type_name(MessageType type) { return kTypeNames[static_cast<int>(type)]; }
+const char* fail_reason_name(FailReason reason) { return kReasonNames[static_cast<int>(reason)]; }
+
+Result<FailReason> parse_fail_reason(std::string_view name) {
+  for (size_t i = 0; i < kReasonNames.size(); ++i) {
+    if (name == kReasonNames[i]) return static_cast<FailReason>(i);
+  }
+  return make_error(Code::kInvalidArgument, fmt::format("unknown fail reason \"{}\"", name));
+}
+
+std::string encode(const Message& m) {
+  json j = {{"type", message_type_name(m.type)}, {"worker", m.worker}};
+  if (!m.token.empty()) j["token"] = m.token;
+  if (m.task) j["task"] = m.task;
+  switch (m.type) {
+    case MessageType::kHello:
+      j["protocol"] = m.protocol;
+      j["concurrency"] = m.concurrency;
+      j["pid"] = m.pid;
+      break;
+    case MessageType::kHeartbeat:
+      if (m.pid) j["pid"] = m.pid;
+      break;
+    case MessageType::kTask:
+      j["attempt"] = m.attempt;
+      j["deadline_ms"] = m.deadline_ms;
+      j["grace_ms"] = m.grace_ms;
+      if (m.command) j["command"] = command_json(*m.command);
+      j["log"] = m.log_path;
+      j["log_cap"] = m.log_cap;
+      break;
+    case MessageType::kDone:
+      set_if(j, "exit_code", m.exit_code);
+      break;
+    case MessageType::kFail:
+      j["error"] = m.error;
+      j["retryable"] = m.retryable;
+      set_if(j, "exit_code", m.exit_code);
+      set_if(j, "signal", m.signal);
+      if (m.reason) j["reason"] = fail_reason_name(*m.reason);
+      break;
+    case MessageType::kCancel:
+      break;
+    case MessageType::kShutdown:
+      j["grace_ms"] = m.grace_ms;
+      break;
+  }
+  std::string line = j.dump();
+  line.push_back('\n');
+  return line;
+}
+
+Result<Message> decode(std::string_view line) {
+  try {
+    json j = json::parse(line);
+    if (!j.is_object()) return make_error(Code::kInvalidArgument, "a message must be an object");
+    Message m;
+    std::string type = j.at("type").get<std::string>();
+    size_t i = 0;
+    while (i < kTypeNames.size() && type != kTypeNames[i]) ++i;
+    if (i == kTypeNames.size()) {
+      return make_error(Code::kInvalidArgument, fmt::format("unknown message type \"{}\"", type));
+    }
+    m.type = static_cast<MessageType>(i);
+    m.worker = j.value("worker", int64_t{0});
+    m.token = j.value("token", "");
+    m.task = j.value("task", int64_t{0});
+    m.protocol = j.value("protocol", kProtocolVersion);
+    m.concurrency = j.value("concurrency", 1);
+    m.pid = j.value("pid", int64_t{0});
+    m.attempt = j.value("attempt", 0);
+    m.deadline_ms = j.value("deadline_ms", int64_t{0});
+    m.grace_ms = j.value("grace_ms", int64_t{0});
+    if (j.contains("command")) m.command = command_from(j.at("command"));
+    m.log_path = j.value("log", "");
+    m.log_cap = j.value("log_cap", int64_t{0});
+    if (j.contains("exit_code") && !j["exit_code"].is_null())
+      m.exit_code = j["exit_code"].get<int>();
+    if (j.contains("signal") && !j["signal"].is_null()) m.signal = j["signal"].get<int>();
+    m.error = j.value("error", "");
+    m.retryable = j.value("retryable", true);
+    if (j.contains("reason")) {
+      auto reason = parse_fail_reason(j["reason"].get<std::string>());
+      if (!reason) return std::unexpected(reason.error());
+      m.reason = *reason;
+    }
+    return m;
+  } catch (const json::exception& e) {
+    return make_error(Code::kInvalidArgument, fmt::format("malformed message: {}", e.what()));
+  }
+}
+
+}  // namespace rota

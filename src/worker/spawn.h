@@ -1,0 +1,27 @@
+// Starting a command task: posix_spawn in a new process group, output into a pipe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "core/error.h"
+#include "core/task.h"
+
+namespace rota {
+
+struct Spawned {
+  pid_t pid = -1;   // also the process group id
+  int pidfd = -1;   // readable once the process has exited
+  int output = -1;  // read end of the pipe that is the task's stdout and stderr
+};
+
+// Starts `command` (argv looked up in the command's own PATH, or /bin/sh -c for shell) in
+// `command.cwd`, in a new process group, with exactly `command.env`, default signal
+// dispositions and stdin from /dev/null. The caller owns the returned fds.
+Result<Spawned> spawn_command(const Command& command);
+
+// Finds `name` in the PATH of `env` (as execvp would); a name with a slash is returned as is.
+std::string resolve_program(const std::string& name, const Env& env, const std::string& cwd);
+
+}  // namespace rota
