@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
@@ -20,6 +21,9 @@ namespace rota {
 namespace asio = boost::asio;
 
 namespace {
+
+constexpr int64_t kYoungMs = 10'000;
+constexpr int64_t kMaxRestartDelayMs = 30'000;
 
 int64_t wall_ms() {
   using namespace std::chrono;
@@ -71,8 +75,7 @@ Pool::~Pool() {
 
 void Pool::scale(int size) {
   target_ = size;
-  int live = 0;
-  for (auto& [id, w] : workers_) live += w->leaving ? 0 : 1;
+  int live = this->live();
   for (; live < target_; ++live) spawn(0);
   // Shrink: idle workers first, then the newest busy ones after their task.
   for (int pass = 0; pass < 2 && live > target_; ++pass) {
@@ -206,14 +209,40 @@ void Pool::on_exit(int64_t id) {
                         ? fmt::format("worker {} exited with status {}", id, info.si_status)
                         : fmt::format("worker {} killed by signal {}", id, info.si_status);
   if (!w->leaving && !stopping_) spdlog::warn("pool: {}", why);
+  // A worker that dies young again and again is restarted with growing delays (the first
+  // replacement is immediate): 100 ms doubling to 30 s.
+  bool young = wall_ms() - w->v.started_at_ms < kYoungMs;
+  crash_streak_ = young ? crash_streak_ + 1 : 0;
   workers_.erase(id);
   listener_.on_worker_lost(id, task, token, why);
   if (replace) {
-    int live = 0;
-    for (auto& [wid, other] : workers_) live += other->leaving ? 0 : 1;
-    if (live < target_) spawn(restarts);
+    int64_t delay =
+        crash_streak_ <= 1
+            ? 0
+            : std::min<int64_t>(kMaxRestartDelayMs, 100LL << std::min(crash_streak_ - 2, 20));
+    respawn_later(delay, restarts);
   }
   maybe_done_shutdown();
+}
+
+int Pool::live() const {
+  int n = pending_spawns_;
+  for (const auto& [id, w] : workers_) n += w->leaving ? 0 : 1;
+  return n;
+}
+
+void Pool::respawn_later(int64_t delay_ms, int restarts) {
+  if (delay_ms == 0) {
+    if (live() < target_) spawn(restarts);
+    return;
+  }
+  ++pending_spawns_;
+  auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(delay_ms));
+  timer->async_wait([this, timer, restarts](const boost::system::error_code& ec) {
+    --pending_spawns_;
+    if (ec || stopping_) return;
+    if (live() < target_) spawn(restarts);
+  });
 }
 
 void Pool::reserve(int64_t worker, int64_t task, const std::string& token) {

@@ -85,6 +85,8 @@ class Pool {
   Worker* find(int64_t id);
   const Worker* find(int64_t id) const;
   void maybe_done_shutdown();
+  int live() const;  // workers that stay, plus those about to be started
+  void respawn_later(int64_t delay_ms, int restarts);
 
   boost::asio::io_context& io_;
   Options options_;
@@ -92,6 +94,8 @@ class Pool {
   IdAllocator allocate_id_;
   int target_ = 0;
   bool stopping_ = false;
+  int crash_streak_ = 0;    // consecutive workers that died young
+  int pending_spawns_ = 0;  // replacements waiting out their restart delay
   std::function<void()> on_shutdown_;
   std::map<int64_t, std::unique_ptr<Worker>> workers_;
 };

@@ -1,0 +1,210 @@
+#include "store/sqlite_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace rota {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("rota-store-test-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    path_ = (dir_ / "rota.db").string();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::unique_ptr<SqliteStore> open() {
+    auto store = SqliteStore::open(path_, Durability::kNormal);
+    EXPECT_TRUE(store) << store.error().message;
+    return std::move(*store);
+  }
+
+  static NewTask task(std::string queue, int priority, std::vector<int64_t> after = {}) {
+    NewTask t;
+    t.spec.command.argv = {"true"};
+    t.spec.command.cwd = "/";
+    t.spec.queue = std::move(queue);
+    t.spec.priority = priority;
+    t.spec.after = std::move(after);
+    t.created_at_ms = 1000;
+    return t;
+  }
+
+  std::string read_all() {
+    std::ifstream in(path_, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  fs::path dir_;
+  std::string path_;
+};
+
+// A claim takes the highest priority first and the oldest within a priority, across queues.
+TEST_F(SqliteStoreTest, ClaimsByPriorityThenAge) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows = {task("a", 0), task("b", 5), task("a", 5), task("b", 0)};
+  auto ids = store->insert_tasks(rows);
+  ASSERT_TRUE(ids);
+  std::vector<std::string> queues = {"a", "b"};
+  std::vector<int64_t> order;
+  for (int i = 0; i < 4; ++i) {
+    auto t = store->claim(queues, 1, "tok", 2000);
+    ASSERT_TRUE(t && *t);
+    EXPECT_EQ((*t)->state, TaskState::kRunning);
+    EXPECT_EQ((*t)->attempts, 1);
+    order.push_back((*t)->id);
+  }
+  EXPECT_EQ(order, (std::vector<int64_t>{(*ids)[1], (*ids)[2], (*ids)[0], (*ids)[3]}));
+  auto none = store->claim(queues, 1, "tok", 2000);
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+  ASSERT_TRUE(store->commit());
+}
+
+// What was committed is there after reopening; an attempt's end is recorded with its result.
+TEST_F(SqliteStoreTest, CommittedWorkSurvivesReopen) {
+  int64_t id = 0;
+  {
+    auto store = open();
+    ASSERT_TRUE(store->begin());
+    std::vector<NewTask> rows = {task("default", 0)};
+    id = store->insert_tasks(rows)->front();
+    std::vector<std::string> queues = {"default"};
+    ASSERT_TRUE(store->claim(queues, 7, "tok", 2000));
+    AttemptEnd end{.task_id = id, .attempt = 1, .to = TaskState::kFailed,
+                   .outcome = Outcome::kFailed, .exit_code = 3, .error = "exit status 3",
+                   .finished_at_ms = 3000};
+    ASSERT_TRUE(store->finish_attempt(end));
+    ASSERT_TRUE(store->commit());
+  }
+  auto store = open();
+  auto t = store->get_task(id);
+  ASSERT_TRUE(t && *t);
+  EXPECT_EQ((*t)->state, TaskState::kFailed);
+  EXPECT_EQ((*t)->exit_code, 3);
+  EXPECT_EQ((*t)->finished_at_ms, 3000);
+  EXPECT_FALSE((*t)->worker);
+  auto attempts = store->list_attempts(id);
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ((*attempts)[0].worker, 7);
+  EXPECT_EQ((*attempts)[0].outcome, "failed");
+}
+
+// Dependencies are found from both ends.
+TEST_F(SqliteStoreTest, DependenciesBothWays) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> first = {task("q", 0)};
+  int64_t a = store->insert_tasks(first)->front();
+  std::vector<NewTask> second = {task("q", 0, {a})};
+  second[0].state = TaskState::kWaiting;
+  int64_t b = store->insert_tasks(second)->front();
+  auto deps = store->dependents(a);
+  ASSERT_EQ(deps->size(), 1u);
+  EXPECT_EQ((*deps)[0].first, b);
+  EXPECT_EQ((*deps)[0].second, TaskState::kWaiting);
+  EXPECT_EQ(*store->dependency_states(b), std::vector<TaskState>{TaskState::kQueued});
+  EXPECT_EQ(store->get_task(b)->value().depends_on, std::vector<int64_t>{a});
+  ASSERT_TRUE(store->commit());
+}
+
+// Equal environments are stored once.
+TEST_F(SqliteStoreTest, EnvironmentsAreInterned) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  Env env = {{"PATH", "/bin"}, {"HOME", "/root"}};
+  auto a = store->intern_env(env);
+  auto b = store->intern_env(env);
+  auto c = store->intern_env({{"PATH", "/usr/bin"}});
+  EXPECT_EQ(*a, *b);
+  EXPECT_NE(*a, *c);
+  EXPECT_EQ(*store->get_env(*a), env);
+  ASSERT_TRUE(store->commit());
+}
+
+// A store that fails its integrity check is refused and left byte-for-byte as it was.
+TEST_F(SqliteStoreTest, CorruptStoreIsRefusedAndUntouched) {
+  {
+    auto store = open();
+    ASSERT_TRUE(store->begin());
+    std::vector<NewTask> rows(200, task("default", 0));
+    ASSERT_TRUE(store->insert_tasks(rows));
+    ASSERT_TRUE(store->commit());
+  }
+  {
+    // Scribble over the start of every page but the first (the b-tree page headers).
+    auto size = fs::file_size(path_);
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    std::string garbage(64, '\xAB');
+    for (uintmax_t page = 4096; page < size; page += 4096) {
+      f.seekp(static_cast<std::streamoff>(page));
+      f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+    }
+  }
+  std::string before = read_all();
+  auto store = SqliteStore::open(path_, Durability::kNormal);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, Code::kCorruption);
+  EXPECT_NE(store.error().message.find(path_), std::string::npos);
+  EXPECT_EQ(read_all(), before);
+}
+
+// An emptied file is not taken for a new store: that would lose the queue silently.
+TEST_F(SqliteStoreTest, EmptiedFileIsRefused) {
+  { open(); }
+  fs::resize_file(path_, 0);
+  auto store = SqliteStore::open(path_, Durability::kNormal);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, Code::kCorruption);
+  EXPECT_EQ(fs::file_size(path_), 0u);
+}
+
+// A store written by a newer rota is refused rather than misread.
+TEST_F(SqliteStoreTest, NewerSchemaIsRefused) {
+  { open(); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '999' WHERE key = 'schema_version'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto store = SqliteStore::open(path_, Durability::kNormal);
+  ASSERT_FALSE(store);
+  EXPECT_NE(store.error().message.find("newer"), std::string::npos);
+}
+
+// Keyset pagination walks every task exactly once.
+TEST_F(SqliteStoreTest, ListPagesByKeyset) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows(25, task("default", 0));
+  ASSERT_TRUE(store->insert_tasks(rows));
+  ASSERT_TRUE(store->commit());
+  TaskFilter f{.limit = 10};
+  int seen = 0;
+  for (;;) {
+    auto page = store->list_tasks(f);
+    ASSERT_TRUE(page);
+    seen += static_cast<int>(page->size());
+    if (page->size() < 10) break;
+    f.after_id = page->back().id;
+  }
+  EXPECT_EQ(seen, 25);
+}
+
+}  // namespace
+}  // namespace rota

@@ -1,0 +1,64 @@
+#include "worker/protocol.h"
+
+#include <gtest/gtest.h>
+
+namespace rota {
+namespace {
+
+// A task message survives the trip through a line of JSON.
+TEST(Protocol, TaskRoundTrip) {
+  Message m{.type = MessageType::kTask, .worker = 3, .token = "abc", .task = 42};
+  m.attempt = 2;
+  m.deadline_ms = 123456;
+  m.command = Command{{"echo", "hi there"}, "", "/tmp", {{"A", "1"}}};
+  m.log_path = "/x/42.log";
+  m.log_cap = 1024;
+  std::string line = encode(m);
+  ASSERT_EQ(line.back(), '\n');
+  line.pop_back();
+  auto d = decode(line);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->type, MessageType::kTask);
+  EXPECT_EQ(d->worker, 3);
+  EXPECT_EQ(d->token, "abc");
+  EXPECT_EQ(d->task, 42);
+  EXPECT_EQ(d->attempt, 2);
+  EXPECT_EQ(d->deadline_ms, 123456);
+  ASSERT_TRUE(d->command);
+  EXPECT_EQ(d->command->argv, (std::vector<std::string>{"echo", "hi there"}));
+  EXPECT_EQ(d->command->env.at("A"), "1");
+  EXPECT_EQ(d->log_cap, 1024);
+}
+
+// A failure carries its reason, exit status and whether it may be retried.
+TEST(Protocol, FailRoundTrip) {
+  Message m{.type = MessageType::kFail, .worker = 1, .token = "t", .task = 9};
+  m.error = "timed out";
+  m.reason = FailReason::kTimeout;
+  m.signal = 15;
+  m.retryable = false;
+  std::string line = encode(m);
+  line.pop_back();
+  auto d = decode(line);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->reason, FailReason::kTimeout);
+  EXPECT_EQ(d->signal, 15);
+  EXPECT_FALSE(d->exit_code);
+  EXPECT_FALSE(d->retryable);
+}
+
+// Workers in other languages may send lines rota does not expect: each is a clear error.
+TEST(Protocol, MalformedLinesAreErrors) {
+  EXPECT_FALSE(decode("not json"));
+  EXPECT_FALSE(decode("[1,2]"));
+  EXPECT_FALSE(decode(R"({"type":"teleport"})"));
+  EXPECT_FALSE(decode(R"({"worker":1})"));
+  EXPECT_FALSE(decode(R"({"type":"fail","reason":"gremlins"})"));
+  // Unknown fields are ignored, so that newer workers can talk to older daemons.
+  auto d = decode(R"({"type":"heartbeat","worker":2,"progress":0.5})");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->type, MessageType::kHeartbeat);
+}
+
+}  // namespace
+}  // namespace rota
