@@ -121,8 +121,14 @@ void add(ApiContext& c, const HttpRequest& req, Responder respond) {
     if (!spec) return fail(spec.error());
     specs.push_back(std::move(*spec));
   }
+  std::string checked_cwd;
   for (size_t i = 0; i < specs.size(); ++i) {
-    if (auto v = validate_spec(specs[i]); !v) {
+    auto v = validate_spec(specs[i]);
+    if (v && specs[i].command.cwd != checked_cwd) {
+      v = validate_cwd(specs[i].command.cwd);
+      checked_cwd = specs[i].command.cwd;
+    }
+    if (!v) {
       Error e = v.error();
       if (batch) e.message = fmt::format("task {}: {}", i + 1, e.message);
       return fail(e);

@@ -85,7 +85,7 @@ Result<TaskSpec> spec_from_json(const json& j, const TaskSpec& defaults) {
       } else if (key == "cwd") {
         spec.command.cwd = v.get<std::string>();
       } else if (key == "env") {
-        spec.command.env = v.get<Env>();
+        spec.command.env = std::make_shared<const Env>(v.get<Env>());
       } else if (key == "queue") {
         spec.queue = v.get<std::string>();
       } else if (key == "priority") {

@@ -119,7 +119,8 @@ Status check_locally(const AddFlags& f, const json& options) {
   spec.queue = f.queue;
   spec.retries = f.retries;
   if (options.contains("labels")) spec.labels = options["labels"].get<Labels>();
-  return validate_spec(spec);
+  if (auto r = validate_spec(spec); !r) return r;
+  return validate_cwd(spec.command.cwd);
 }
 
 int add_stdin(Client& client, const json& options) {

@@ -246,11 +246,14 @@ int wait(const Globals& g, const std::vector<std::string>& id_texts, bool all,
   if (progress) fmt::print(stderr, "\n");
   if (g.json) fmt::print("{}\n", result.dump(2));
   bool complete = result["complete"];
-  for (const json& u : result["unsuccessful"]) {
-    if (!g.json) {
-      fmt::print(stderr, "rota: task {} {}\n", u["id"].get<int64_t>(),
-                 u["state"].get<std::string>());
-    }
+  const json& bad = result["unsuccessful"];
+  for (size_t i = 0; i < bad.size() && i < 20 && !g.json; ++i) {
+    fmt::print(stderr, "rota: task {} {}\n", bad[i]["id"].get<int64_t>(),
+               bad[i]["state"].get<std::string>());
+  }
+  if (bad.size() > 20 && !g.json) {
+    fmt::print(stderr, "rota: and {} more that did not succeed (rota list --state failed)\n",
+               bad.size() - 20);
   }
   if (!complete) {
     if (!g.json) {

@@ -100,12 +100,8 @@ Status validate_spec(const TaskSpec& spec) {
   if (!c.argv.empty() && c.argv.front().empty()) {
     return invalid("the command is empty (try: rota add -- echo hello)", "command");
   }
-  struct stat st {};
   if (c.cwd.empty() || c.cwd.front() != '/') {
     return invalid(fmt::format("--cwd: \"{}\" is not an absolute path", c.cwd), "cwd");
-  }
-  if (stat(c.cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return invalid(fmt::format("--cwd: directory \"{}\" does not exist", c.cwd), "cwd");
   }
   if (!valid_name(spec.queue)) {
     return invalid(
@@ -124,6 +120,15 @@ Status validate_spec(const TaskSpec& spec) {
           fmt::format("--label: \"{}\" is not a label key (letters, digits, - _ .)", key),
           "labels");
     }
+  }
+  return {};
+}
+
+Status validate_cwd(const std::string& cwd) {
+  struct stat st {};
+  if (stat(cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return make_error(Code::kInvalidArgument,
+                      fmt::format("--cwd: directory \"{}\" does not exist", cwd), "cwd");
   }
   return {};
 }

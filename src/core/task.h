@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,12 +34,14 @@ bool can_transition(TaskState from, TaskState to);
 
 using Labels = std::map<std::string, std::string>;
 using Env = std::map<std::string, std::string>;
+// Environments are large and shared by every task of a batch: held immutable, by pointer.
+using EnvPtr = std::shared_ptr<const Env>;
 
 struct Command {
   std::vector<std::string> argv;  // run without a shell when non-empty
   std::string shell;              // else run through /bin/sh -c
   std::string cwd;
-  Env env;  // the whole environment of the task process
+  EnvPtr env;  // the whole environment of the task process; null: empty
 };
 
 // What a user asks for; validated before anything is stored.
@@ -97,9 +100,11 @@ struct Attempt {
 // The state a task enters when an attempt ends with `outcome`, given its attempts so far.
 TaskState state_after_attempt(const Task& task, Outcome outcome);
 
-// Checks a spec for what can be checked without the store: a command, a cwd that exists,
-// names and numbers in range. The message names the flag to fix.
+// Checks a spec for what can be checked without I/O: a command, an absolute cwd, names and
+// numbers in range. The message names the flag to fix.
 Status validate_spec(const TaskSpec& spec);
+// Checks that the directory exists (one stat; batches check each distinct cwd once).
+Status validate_cwd(const std::string& cwd);
 
 // Splits "KEY=VALUE" for --label and --env.
 Result<std::pair<std::string, std::string>> parse_key_value(std::string_view text,

@@ -60,7 +60,8 @@ TEST(Validation, RefusesBadSpecs) {
 
   TaskSpec nowhere = valid_spec();
   nowhere.command.cwd = "/does/not/exist";
-  auto r = validate_spec(nowhere);
+  EXPECT_TRUE(validate_spec(nowhere));
+  auto r = validate_cwd(nowhere.command.cwd);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("/does/not/exist"), std::string::npos);
 

@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 
 #include "core/backoff.h"
+#include "core/duration.h"
 
 namespace rota {
 namespace asio = boost::asio;
@@ -82,6 +83,8 @@ Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs) {
   int64_t now = clock_.now_ms();
   std::vector<NewTask> rows;
   rows.reserve(specs.size());
+  EnvPtr last_env;
+  int64_t last_env_id = 0;
   for (TaskSpec& spec : specs) {
     NewTask row;
     row.created_at_ms = now;
@@ -109,9 +112,14 @@ Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs) {
         row.state = TaskState::kWaiting;
       }
     }
-    auto env_id = store_.intern_env(spec.command.env);
-    if (!env_id) return std::unexpected(env_id.error());
-    row.env_id = *env_id;
+    // The tasks of a batch share one environment: intern it once.
+    if (spec.command.env != last_env || last_env_id == 0) {
+      auto env_id = store_.intern_env(spec.command.env ? *spec.command.env : Env{});
+      if (!env_id) return std::unexpected(env_id.error());
+      last_env = spec.command.env;
+      last_env_id = *env_id;
+    }
+    row.env_id = last_env_id;
     row.spec = std::move(spec);
     rows.push_back(std::move(row));
   }
@@ -223,7 +231,6 @@ void Engine::on_worker_message(int64_t worker, const Message& m) {
     std::string error = m.error;
     if (m.reason == FailReason::kTimeout) {
       outcome = Outcome::kTimedOut;
-      error = "timeout: " + error;
     } else if (m.reason == FailReason::kCancelled) {
       outcome = Outcome::kCancelled;
     }
@@ -260,6 +267,9 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
     outcome = Outcome::kDaemonLost;
   }
   if (!retryable) t.max_attempts = t.attempts;
+  if (outcome == Outcome::kTimedOut) {
+    error = fmt::format("timeout: killed after {}", format_duration_ms(t.timeout_ms));
+  }
   AttemptEnd end{.task_id = task_id,
                  .attempt = attempt.attempt ? attempt.attempt : t.attempts,
                  .outcome = outcome,
@@ -662,12 +672,13 @@ void Engine::answer(Waiter& w) {
 
 // ---- helpers ---------------------------------------------------------------------------
 
-Result<Env> Engine::env(int64_t env_id) {
+Result<EnvPtr> Engine::env(int64_t env_id) {
   if (auto it = envs_.find(env_id); it != envs_.end()) return it->second;
   auto e = store_.get_env(env_id);
   if (!e) return std::unexpected(e.error());
-  envs_.emplace(env_id, *e);
-  return e;
+  auto shared = std::make_shared<const Env>(std::move(*e));
+  envs_.emplace(env_id, shared);
+  return shared;
 }
 
 std::string Engine::log_path(int64_t task_id) const {

@@ -105,7 +105,7 @@ class Engine final : public PoolListener {
   void settle_waiters(int64_t task_id, TaskState state);
   void answer(Waiter& waiter);
   void forget(int64_t waiter_id);
-  Result<Env> env(int64_t env_id);
+  Result<EnvPtr> env(int64_t env_id);
   std::string log_path(int64_t task_id) const;
   std::string new_token();
 
@@ -121,7 +121,7 @@ class Engine final : public PoolListener {
   std::unordered_map<int64_t, RunningAttempt> running_;
   std::map<std::string, int64_t> running_by_queue_;
   std::set<int64_t> cancelling_;
-  std::unordered_map<int64_t, Env> envs_;
+  std::unordered_map<int64_t, EnvPtr> envs_;
   boost::asio::steady_timer wake_timer_;
   int64_t wake_at_ms_ = 0;  // 0: not armed
   std::map<int64_t, std::unique_ptr<Waiter>> waiters_;

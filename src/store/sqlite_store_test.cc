@@ -16,8 +16,9 @@ namespace fs = std::filesystem;
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("rota-store-test-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("rota-store-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     path_ = (dir_ / "rota.db").string();
@@ -85,8 +86,12 @@ TEST_F(SqliteStoreTest, CommittedWorkSurvivesReopen) {
     id = store->insert_tasks(rows)->front();
     std::vector<std::string> queues = {"default"};
     ASSERT_TRUE(store->claim(queues, 7, "tok", 2000));
-    AttemptEnd end{.task_id = id, .attempt = 1, .to = TaskState::kFailed,
-                   .outcome = Outcome::kFailed, .exit_code = 3, .error = "exit status 3",
+    AttemptEnd end{.task_id = id,
+                   .attempt = 1,
+                   .to = TaskState::kFailed,
+                   .outcome = Outcome::kFailed,
+                   .exit_code = 3,
+                   .error = "exit status 3",
                    .finished_at_ms = 3000};
     ASSERT_TRUE(store->finish_attempt(end));
     ASSERT_TRUE(store->commit());
@@ -178,8 +183,8 @@ TEST_F(SqliteStoreTest, NewerSchemaIsRefused) {
   { open(); }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '999' WHERE key = 'schema_version'",
-                         nullptr, nullptr, nullptr),
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '999' WHERE key = 'schema_version'", nullptr,
+                         nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
   auto store = SqliteStore::open(path_, Durability::kNormal);

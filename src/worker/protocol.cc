@@ -16,7 +16,7 @@ constexpr std::array<const char*, 5> kReasonNames = {"exit", "signal", "timeout"
                                                      "cancelled"};
 
 json command_json(const Command& c) {
-  json j = {{"cwd", c.cwd}, {"env", c.env}};
+  json j = {{"cwd", c.cwd}, {"env", c.env ? json(*c.env) : json::object()}};
   if (c.argv.empty()) {
     j["shell"] = c.shell;
   } else {
@@ -30,7 +30,7 @@ Command command_from(const json& j) {
   if (j.contains("argv")) c.argv = j.at("argv").get<std::vector<std::string>>();
   if (j.contains("shell")) c.shell = j.at("shell").get<std::string>();
   c.cwd = j.value("cwd", "/");
-  if (j.contains("env")) c.env = j.at("env").get<Env>();
+  if (j.contains("env")) c.env = std::make_shared<const Env>(j.at("env").get<Env>());
   return c;
 }
 

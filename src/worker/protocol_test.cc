@@ -10,7 +10,8 @@ TEST(Protocol, TaskRoundTrip) {
   Message m{.type = MessageType::kTask, .worker = 3, .token = "abc", .task = 42};
   m.attempt = 2;
   m.deadline_ms = 123456;
-  m.command = Command{{"echo", "hi there"}, "", "/tmp", {{"A", "1"}}};
+  m.command =
+      Command{{"echo", "hi there"}, "", "/tmp", std::make_shared<const Env>(Env{{"A", "1"}})};
   m.log_path = "/x/42.log";
   m.log_cap = 1024;
   std::string line = encode(m);
@@ -26,7 +27,7 @@ TEST(Protocol, TaskRoundTrip) {
   EXPECT_EQ(d->deadline_ms, 123456);
   ASSERT_TRUE(d->command);
   EXPECT_EQ(d->command->argv, (std::vector<std::string>{"echo", "hi there"}));
-  EXPECT_EQ(d->command->env.at("A"), "1");
+  EXPECT_EQ(d->command->env->at("A"), "1");
   EXPECT_EQ(d->log_cap, 1024);
 }
 

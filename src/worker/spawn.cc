@@ -63,7 +63,7 @@ Result<Spawned> spawn_command(const Command& command) {
     program = "/bin/sh";
     args = {"sh", "-c", command.shell};
   } else {
-    program = resolve_program(args.front(), command.env, command.cwd);
+    program = resolve_program(args.front(), command.env ? *command.env : Env{}, command.cwd);
     if (program.empty()) {
       return make_error(Code::kNotFound,
                         fmt::format("command not found: {} (not in the task's PATH)", args[0]));
@@ -73,7 +73,9 @@ Result<Spawned> spawn_command(const Command& command) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::vector<std::string> env_strings;
-  for (const auto& [k, v] : command.env) env_strings.push_back(k + "=" + v);
+  if (command.env) {
+    for (const auto& [k, v] : *command.env) env_strings.push_back(k + "=" + v);
+  }
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
