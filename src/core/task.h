@@ -42,6 +42,9 @@ struct Command {
   std::string shell;              // else run through /bin/sh -c
   std::string cwd;
   EnvPtr env;  // the whole environment of the task process; null: empty
+  // The store's id for `env`. Workers cache environments by id, so the daemon sends each one
+  // to a worker only once; 0: not shared, always sent.
+  int64_t env_id = 0;
 };
 
 // What a user asks for; validated before anything is stored.

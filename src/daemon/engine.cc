@@ -56,7 +56,7 @@ Status Engine::recover() {
   auto running = store_.tasks_in_state(TaskState::kRunning);
   if (!running) return std::unexpected(running.error());
   for (const Task& t : *running) {
-    running_[t.id] = {t.worker.value_or(0), t.token, t.attempts, t.queue};
+    running_[t.id] = {t.worker.value_or(0), t.token, t};
     ++running_by_queue_[t.queue];
     TRY(end_attempt(t.id, Outcome::kDaemonLost, std::nullopt, std::nullopt,
                     "daemon_lost: the daemon stopped while the task ran", true));
@@ -182,7 +182,7 @@ Status Engine::start_on(int64_t worker, std::vector<std::string>& queues) {
   const Task& t = **claimed;
   count(t.queue, TaskState::kQueued, TaskState::kRunning);
   record_event(t.id, worker, TaskState::kQueued, TaskState::kRunning, "");
-  running_[t.id] = {worker, token, t.attempts, t.queue};
+  running_[t.id] = {worker, token, t};
   ++running_by_queue_[t.queue];
   queues = eligible_queues();
 
@@ -194,6 +194,7 @@ Status Engine::start_on(int64_t worker, std::vector<std::string>& queues) {
   m.grace_ms = options_.kill_grace_ms;
   m.command = t.command;
   m.command->env = std::move(*task_env);
+  m.command->env_id = t.env_id;
   m.log_path = log_path(t.id);
   m.log_cap = options_.log_cap;
   // Reserve the worker now; the message leaves after the commit.
@@ -253,12 +254,10 @@ void Engine::on_worker_lost(int64_t worker, int64_t task, const std::string& tok
 Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> exit_code,
                            std::optional<int> signal, std::string error, bool retryable) {
   TRY(committer_.write());
-  auto task = store_.get_task(task_id);
-  if (!task) return std::unexpected(task.error());
-  if (!*task) return {};
-  Task& t = **task;
-  RunningAttempt attempt = running_[task_id];
-  running_.erase(task_id);
+  auto node = running_.extract(task_id);
+  if (node.empty()) return {};
+  RunningAttempt& attempt = node.mapped();
+  Task& t = attempt.task;
   --running_by_queue_[t.queue];
 
   bool user_cancel = cancelling_.erase(task_id) > 0;
@@ -271,7 +270,7 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
     error = fmt::format("timeout: killed after {}", format_duration_ms(t.timeout_ms));
   }
   AttemptEnd end{.task_id = task_id,
-                 .attempt = attempt.attempt ? attempt.attempt : t.attempts,
+                 .attempt = t.attempts,
                  .outcome = outcome,
                  .exit_code = exit_code,
                  .signal = signal,
@@ -323,6 +322,8 @@ void Engine::record_event(int64_t task, int64_t worker, TaskState from, TaskStat
 
 Status Engine::on_finished(int64_t task_id, TaskState state) {
   settle_waiters(task_id, state);
+  // Only a waiting task can depend on an unfinished one.
+  if (totals()[static_cast<int>(TaskState::kWaiting)] == 0) return {};
   return settle_dependents(task_id);
 }
 

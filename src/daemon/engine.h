@@ -83,8 +83,7 @@ class Engine final : public PoolListener {
   struct RunningAttempt {
     int64_t worker = 0;
     std::string token;
-    int attempt = 0;
-    std::string queue;
+    Task task;  // as claimed: what ending the attempt needs, without reading it back
   };
   struct Waiter;
 

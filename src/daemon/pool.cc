@@ -14,6 +14,7 @@
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -58,6 +59,7 @@ struct Pool::Worker {
   bool leaving = false;  // asked to shut down
   std::string token;
   pid_t task_group = 0;
+  std::set<int64_t> envs_sent;
 };
 
 Pool::Pool(asio::io_context& io, Options options, PoolListener& listener, IdAllocator allocate_id)
@@ -259,6 +261,10 @@ void Pool::send(int64_t worker, const Message& message) {
   if (!w) return;
   Message m = message;
   m.worker = worker;
+  if (m.command && m.command->env_id) {
+    // The worker keeps every environment it was sent: send each only once.
+    if (!w->envs_sent.insert(m.command->env_id).second) m.command->env = nullptr;
+  }
   w->outq.push_back(encode(m));
   if (!w->writing) write_next(*w);
 }

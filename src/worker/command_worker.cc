@@ -14,6 +14,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "worker/protocol.h"
 #include "worker/spawn.h"
@@ -66,6 +67,7 @@ class CommandWorker {
   std::optional<Running> running_;
   bool shutting_down_ = false;
   int64_t next_heartbeat_mono_ = 0;
+  std::unordered_map<int64_t, EnvPtr> envs_;  // every environment the daemon sent, by id
 };
 
 void CommandWorker::send(Message message) {
@@ -129,7 +131,15 @@ void CommandWorker::handle(const Message& m) {
 
 void CommandWorker::start(const Message& m) {
   if (!m.command) return;
-  auto spawned = spawn_command(*m.command);
+  Command command = *m.command;
+  if (command.env_id) {
+    if (command.env) {
+      envs_[command.env_id] = command.env;
+    } else if (auto it = envs_.find(command.env_id); it != envs_.end()) {
+      command.env = it->second;
+    }
+  }
+  auto spawned = spawn_command(command);
   if (!spawned) {
     Message fail{.type = MessageType::kFail, .token = m.token, .task = m.task};
     fail.error = spawned.error().message;

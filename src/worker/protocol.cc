@@ -16,7 +16,9 @@ constexpr std::array<const char*, 5> kReasonNames = {"exit", "signal", "timeout"
                                                      "cancelled"};
 
 json command_json(const Command& c) {
-  json j = {{"cwd", c.cwd}, {"env", c.env ? json(*c.env) : json::object()}};
+  json j = {{"cwd", c.cwd}};
+  if (c.env) j["env"] = *c.env;
+  if (c.env_id) j["env_id"] = c.env_id;
   if (c.argv.empty()) {
     j["shell"] = c.shell;
   } else {
@@ -31,6 +33,7 @@ Command command_from(const json& j) {
   if (j.contains("shell")) c.shell = j.at("shell").get<std::string>();
   c.cwd = j.value("cwd", "/");
   if (j.contains("env")) c.env = std::make_shared<const Env>(j.at("env").get<Env>());
+  c.env_id = j.value("env_id", int64_t{0});
   return c;
 }
 
