@@ -60,6 +60,7 @@ Result<int> lock_home(const Home& home) {
 
 int run_daemon(const DaemonOptions& o) {
   ::signal(SIGPIPE, SIG_IGN);
+  ::umask(077);  // the store, logs and socket are the user's alone
   Home home = home_at(o.home);
   if (auto r = prepare_home(home); !r) return fail(r.error());
   auto lock = lock_home(home);

@@ -43,8 +43,8 @@ Status SqliteStore::check(const std::string& path) {
   if (!db) return std::unexpected(db.error());
   auto refuse = [&](std::string why) {
     return make_error(Code::kCorruption,
-                      fmt::format("store {} {}; it was left untouched: run `rota doctor`, "
-                                  "or move it aside and restore a backup",
+                      fmt::format("store {} {}; it was left untouched: move it aside "
+                                  "and restore a backup, or start afresh without it",
                                   path, why));
   };
   auto stmt = (*db)->prepare("PRAGMA quick_check");
@@ -53,7 +53,15 @@ Status SqliteStore::check(const std::string& path) {
   if (rc != SQLITE_ROW)
     return refuse(fmt::format("cannot be read ({})", (*db)->error("quick_check").message));
   if (std::string verdict = stmt->text(0); verdict != "ok") {
-    return refuse(fmt::format("failed its integrity check ({})", verdict));
+    // quick_check lists one problem per line; the first one, on one line, says enough.
+    std::string first = verdict.substr(0, verdict.find('\n'));
+    if (first.rfind("*** ", 0) == 0) {
+      size_t next = verdict.find('\n');
+      first = next == std::string::npos
+                  ? first
+                  : verdict.substr(next + 1, verdict.find('\n', next + 1) - next - 1);
+    }
+    return refuse(fmt::format("failed its integrity check ({})", first));
   }
   // rota creates its store whole (temp file, then rename), so a file without a schema version
   // is not a store it made: an emptied or foreign file is refused, never taken as a new store.

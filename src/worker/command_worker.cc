@@ -22,6 +22,9 @@
 namespace rota {
 namespace {
 
+// After a shutdown's grace: SIGTERM, then SIGKILL this much later.
+constexpr int64_t kShutdownKillGraceMs = 2000;
+
 int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
@@ -67,6 +70,7 @@ class CommandWorker {
   std::optional<Running> running_;
   bool shutting_down_ = false;
   int64_t next_heartbeat_mono_ = 0;
+  int64_t shutdown_at_mono_ = 0;  // when shutting down: stop the running task at this time
   std::unordered_map<int64_t, EnvPtr> envs_;  // every environment the daemon sent, by id
 };
 
@@ -121,8 +125,9 @@ void CommandWorker::handle(const Message& m) {
       }
       return;
     case MessageType::kShutdown:
+      // The running task may finish within the grace; then it is stopped.
       shutting_down_ = true;
-      if (running_) stop_task(FailReason::kCancelled, m.grace_ms);
+      shutdown_at_mono_ = mono_ms() + std::max<int64_t>(m.grace_ms, 0);
       return;
     default:
       return;
@@ -256,8 +261,9 @@ int CommandWorker::poll_timeout() const {
     const Running& r = *running_;
     if (r.kill_reason) {
       wake = std::min(wake, r.kill_at_mono);
-    } else if (r.task.deadline_ms > 0) {
-      wake = std::min(wake, now + (r.task.deadline_ms - now_ms()));
+    } else {
+      if (r.task.deadline_ms > 0) wake = std::min(wake, now + (r.task.deadline_ms - now_ms()));
+      if (shutting_down_) wake = std::min(wake, shutdown_at_mono_);
     }
   }
   return static_cast<int>(std::clamp<int64_t>(wake - now, 0, 60'000));
@@ -271,6 +277,8 @@ void CommandWorker::on_timer() {
       kill_group(SIGKILL);
     } else if (!r.kill_reason && r.task.deadline_ms > 0 && now_ms() >= r.task.deadline_ms) {
       stop_task(FailReason::kTimeout, r.task.grace_ms);
+    } else if (!r.kill_reason && shutting_down_ && now >= shutdown_at_mono_) {
+      stop_task(FailReason::kCancelled, kShutdownKillGraceMs);
     }
   }
   if (now >= next_heartbeat_mono_) {
