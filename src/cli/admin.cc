@@ -83,7 +83,10 @@ int daemon_start(const Globals& g, const DaemonFlags& f) {
     fmt::print(stderr, "rota: a daemon is already running for {}\n", client.home().dir);
     return 0;
   }
-  if (auto r = start_daemon(client.home(), {f.workers, f.durability}); !r) return report(r.error());
+  if (auto c = parse_size(f.log_cap); !c) return report(c.error());
+  StartOptions args = {"--durability", f.durability, "--log-cap", f.log_cap};
+  if (f.workers > 0) args.insert(args.end(), {"--workers", std::to_string(f.workers)});
+  if (auto r = start_daemon(client.home(), args); !r) return report(r.error());
   return 0;
 }
 

@@ -135,14 +135,7 @@ Status start_daemon(const Home& home, const StartOptions& options) {
   }
   std::string exe = self_exe();
   std::vector<std::string> args = {"rota", "daemon", "run", "--home", home.dir};
-  if (options.workers > 0) {
-    args.push_back("--workers");
-    args.push_back(std::to_string(options.workers));
-  }
-  if (!options.durability.empty()) {
-    args.push_back("--durability");
-    args.push_back(options.durability);
-  }
+  args.insert(args.end(), options.begin(), options.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

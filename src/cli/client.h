@@ -14,10 +14,8 @@
 
 namespace rota {
 
-struct StartOptions {
-  int workers = 0;
-  std::string durability;  // "normal" or "full"; empty: the daemon's default
-};
+// Flags for `rota daemon run` when a command starts the daemon, e.g. {"--workers", "4"}.
+using StartOptions = std::vector<std::string>;
 
 class Client {
  public:
