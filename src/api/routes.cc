@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <boost/asio/steady_timer.hpp>
 #include <charconv>
 #include <fstream>
 #include <initializer_list>
@@ -263,21 +266,37 @@ void wait(ApiContext& c, const HttpRequest& req, Responder respond) {
 
 // ---- workers, queues, daemon -----------------------------------------------------------
 
-void workers(ApiContext& c, const HttpRequest&, Responder respond) {
+json workers_json(ApiContext& c) {
   int64_t now = c.clock.now_ms();
   json out = json::array();
   for (const WorkerView& w : c.pool.view()) {
+    bool live = w.pid != 0;
     out.push_back({{"id", w.id},
-                   {"pid", w.pid},
+                   {"slot", w.slot >= 0 ? json(w.slot) : json(nullptr)},
+                   {"pid", live ? json(w.pid) : json(nullptr)},
                    {"state", worker_health_name(w.health)},
                    {"task", w.task ? json(w.task) : json(nullptr)},
-                   {"uptime_ms", now - w.started_at_ms},
+                   {"uptime_ms", live ? json(now - w.started_at_ms) : json(nullptr)},
                    {"restarts", w.restarts},
                    {"tasks_done", w.tasks_done},
                    {"tasks_failed", w.tasks_failed},
-                   {"heartbeat_age_ms", now - w.last_heartbeat_ms}});
+                   {"heartbeat_age_ms", live ? json(now - w.last_heartbeat_ms) : json(nullptr)}});
   }
-  respond(ok(out));
+  return out;
+}
+
+void workers(ApiContext& c, const HttpRequest&, Responder respond) { respond(ok(workers_json(c))); }
+
+void restart(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto id = parse_id(req.params[0]);
+  if (!id) return respond(error_response(id.error()));
+  if (!c.pool.restart(*id)) {
+    return respond(
+        error_response({Code::kNotFound,
+                        fmt::format("worker {} is not in the pool (see rota workers)", *id),
+                        {}}));
+  }
+  respond(ok(json{{"restarted", *id}}));
 }
 
 void scale(ApiContext& c, const HttpRequest& req, Responder respond) {
@@ -355,28 +374,105 @@ void stop(ApiContext& c, const HttpRequest& req, Responder respond) {
   c.stop(grace);
 }
 
+json event_json(const Event& e) {
+  return json{{"id", e.id},
+              {"at", format_timestamp(e.at_ms)},
+              {"kind", e.kind},
+              {"task", e.task_id ? json(e.task_id) : json(nullptr)},
+              {"worker", e.worker_id ? json(e.worker_id) : json(nullptr)},
+              {"from", e.from.empty() ? json(nullptr) : json(e.from)},
+              {"to", e.to.empty() ? json(nullptr) : json(e.to)},
+              {"detail", e.detail}};
+}
+
+// Events after `after`; with `wait_ms`, waits that long for the first new one (long-poll).
 void events(ApiContext& c, const HttpRequest& req, Responder respond) {
   int64_t after = 0;
   int limit = 1000;
+  int64_t wait_ms = 0;
   try {
     if (auto it = req.query.find("after"); it != req.query.end()) after = std::stoll(it->second);
     if (auto it = req.query.find("limit"); it != req.query.end()) limit = std::stoi(it->second);
+    if (auto it = req.query.find("wait_ms"); it != req.query.end())
+      wait_ms = std::stoll(it->second);
   } catch (const std::exception&) {
-    return respond(error_response({Code::kInvalidArgument, "after and limit must be numbers", {}}));
+    return respond(
+        error_response({Code::kInvalidArgument, "after, limit and wait_ms must be numbers", {}}));
   }
-  auto events = c.store.list_events(after, std::clamp(limit, 1, 10'000));
-  if (!events) return respond(error_response(events.error()));
-  json out = json::array();
-  for (const Event& e : *events) {
-    out.push_back({{"at", format_timestamp(e.at_ms)},
-                   {"kind", e.kind},
-                   {"task", e.task_id ? json(e.task_id) : json(nullptr)},
-                   {"worker", e.worker_id ? json(e.worker_id) : json(nullptr)},
-                   {"from", e.from},
-                   {"to", e.to},
-                   {"detail", e.detail}});
+  if (after < 0) {  // -N: the last N events
+    auto last = c.store.last_event_id();
+    if (!last) return respond(error_response(last.error()));
+    after = std::max<int64_t>(0, *last + after);
   }
-  respond(ok(out));
+  auto answer = [&c, after, limit, respond]() {
+    auto events = c.store.list_events(after, std::clamp(limit, 1, 10'000));
+    if (!events) return respond(error_response(events.error()));
+    json out = json::array();
+    for (const Event& e : *events) out.push_back(event_json(e));
+    respond(ok(out));
+  };
+  auto first = c.store.list_events(after, 1);
+  if (!first) return respond(error_response(first.error()));
+  if (!first->empty() || wait_ms <= 0) return answer();
+  auto timer =
+      std::make_shared<boost::asio::steady_timer>(c.io, std::chrono::milliseconds(wait_ms));
+  auto done = std::make_shared<bool>(false);
+  auto once = [answer, done, timer]() {
+    if (*done) return;
+    *done = true;
+    timer->cancel();
+    answer();
+  };
+  c.engine.follow_events(once);
+  timer->async_wait([once](const boost::system::error_code& ec) {
+    if (!ec) once();
+  });
+}
+
+void health(ApiContext& c, const HttpRequest&, Responder respond) {
+  json workers = workers_json(c);
+  json by_state = json::object();
+  for (const json& w : workers)
+    by_state[w["state"].get<std::string>()] = by_state.value(w["state"].get<std::string>(), 0) + 1;
+  json queues = json::array();
+  for (const QueueInfo& q : c.engine.queues()) {
+    StateCounts counts{};
+    if (auto it = c.engine.counts().find(q.name); it != c.engine.counts().end())
+      counts = it->second;
+    queues.push_back({{"name", q.name},
+                      {"paused", q.paused},
+                      {"ready", counts[static_cast<int>(TaskState::kQueued)]},
+                      {"running", counts[static_cast<int>(TaskState::kRunning)]},
+                      {"waiting", counts[static_cast<int>(TaskState::kWaiting)] +
+                                      counts[static_cast<int>(TaskState::kScheduled)]}});
+  }
+  int64_t now = c.clock.now_ms();
+  json alerts = c.alerts.since(now - 3'600'000);
+  struct stat st {};
+  int64_t store_bytes = ::stat(c.store.path().c_str(), &st) == 0 ? st.st_size : 0;
+  std::string wal = c.store.path() + "-wal";
+  if (::stat(wal.c_str(), &st) == 0) store_bytes += st.st_size;
+  bool store_ok = c.committer.health().has_value();
+  bool degraded = c.pool.degraded() || !store_ok;
+  json j = {{"status", degraded ? "degraded" : "healthy"},
+            {"pid", ::getpid()},
+            {"uptime_ms", now - c.started_at_ms},
+            {"loop_lag_ms", c.loop_lag_ms ? c.loop_lag_ms() : 0},
+            {"store",
+             {{"path", c.store.path()},
+              {"bytes", store_bytes},
+              {"last_commit_us", c.committer.last_commit_us()},
+              {"ok", store_ok}}},
+            {"pool",
+             {{"name", "commands"},
+              {"size", c.pool.size()},
+              {"state", c.pool.degraded() ? "degraded" : "ok"},
+              {"workers_by_state", by_state}}},
+            {"workers", workers},
+            {"queues", queues},
+            {"alerts_last_hour", alerts}};
+  if (!store_ok) j["store"]["error"] = c.committer.health().error().message;
+  respond(ok(j));
 }
 
 }  // namespace
@@ -408,6 +504,8 @@ void add_routes(Router& r, ApiContext& c) {
   });
   r.add("POST", "/v1/daemon/stop", bind(stop));
   r.add("GET", "/v1/events", bind(events));
+  r.add("GET", "/v1/health", bind(health));
+  r.add("POST", "/v1/workers/{}/restart", bind(restart));
 }
 
 }  // namespace rota

@@ -5,7 +5,9 @@
 #include <string>
 
 #include "api/http_server.h"
+#include "daemon/alerts.h"
 #include "daemon/committer.h"
+#include "daemon/config.h"
 #include "daemon/engine.h"
 #include "daemon/pool.h"
 #include "store/store.h"
@@ -17,12 +19,16 @@ struct ApiContext {
   Store& store;
   Committer& committer;
   Pool& pool;
+  Alerts& alerts;
   const Clock& clock;
   std::string home;
   std::string socket_path;
   std::string logs_dir;
   int64_t started_at_ms = 0;
+  const Config& config;
   std::function<void(int64_t grace_ms)> stop;
+  boost::asio::io_context& io;
+  std::function<int64_t()> loop_lag_ms;
 };
 
 void add_routes(Router& router, ApiContext& context);

@@ -54,6 +54,7 @@ json task_to_json(const Task& t) {
       {"depends_on", t.depends_on},
       {"command", command},
       {"timeout_ms", t.timeout_ms},
+      {"slow_after_ms", t.slow_after_ms},
       {"run_after", t.state == TaskState::kScheduled ? optional_time(t.run_after_ms) : nullptr},
       {"created_at", optional_time(t.created_at_ms)},
       {"started_at", optional_time(t.started_at_ms)},
@@ -100,6 +101,10 @@ Result<TaskSpec> spec_from_json(const json& j, const TaskSpec& defaults) {
         auto d = duration_field(v, key);
         if (!d) return std::unexpected(d.error());
         spec.timeout_ms = *d;
+      } else if (key == "slow_after") {
+        auto d = duration_field(v, key);
+        if (!d) return std::unexpected(d.error());
+        spec.slow_after_ms = *d;
       } else if (key == "delay") {
         auto d = duration_field(v, key);
         if (!d) return std::unexpected(d.error());

@@ -29,6 +29,7 @@ struct AddFlags {
   int retries = 0;
   std::string backoff;
   std::string timeout;
+  std::string slow_after;
   std::string delay;
   std::vector<std::string> after;
   std::vector<std::string> labels;
@@ -80,7 +81,8 @@ Result<json> options_json(const AddFlags& f) {
     j["backoff"] = f.backoff;
   }
   for (auto [flag, value, key] :
-       {std::tuple{"--timeout", &f.timeout, "timeout"}, std::tuple{"--delay", &f.delay, "delay"}}) {
+       {std::tuple{"--timeout", &f.timeout, "timeout"}, std::tuple{"--delay", &f.delay, "delay"},
+        std::tuple{"--slow-after", &f.slow_after, "slow_after"}}) {
     if (value->empty()) continue;
     auto ms = parse_duration_ms(*value, flag);
     if (!ms) return std::unexpected(ms.error());
@@ -193,6 +195,7 @@ void add_add_command(CLI::App& app, Globals& g, Action& action) {
   c->add_option("--backoff", f->backoff, "Retry delay BASE[,MAX], exponential with jitter (1s,5m)");
   c->add_option("--timeout", f->timeout, "Kill the task's process group after this long");
   c->add_option("--delay", f->delay, "Start no sooner than this from now");
+  c->add_option("--slow-after", f->slow_after, "Call the worker slow when the task runs this long");
   c->add_option("--after", f->after, "Run only after these tasks succeeded (ID[,ID...])");
   c->add_option("--label", f->labels, "KEY=VALUE (repeatable)");
   c->add_option("--env", f->env, "KEY=VALUE added to the caller's environment (repeatable)");

@@ -4,8 +4,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -13,6 +15,7 @@
 #include "cli/output.h"
 #include "core/duration.h"
 #include "core/home.h"
+#include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "worker/command_worker.h"
 
@@ -45,7 +48,8 @@ Result<int64_t> parse_size(const std::string& text) {
 }
 
 struct DaemonFlags {
-  int workers = 0;
+  // rota.toml's keys as flags (--dead-after for dead_after); empty: not given.
+  std::map<std::string, std::string> config;
   std::string durability = "normal";
   std::string log_cap = "64MiB";
   std::string grace = "10s";
@@ -69,7 +73,9 @@ int daemon_run(const Globals& g, const DaemonFlags& f) {
   DaemonOptions o;
   o.home = resolve_home_dir(g.home);
   o.exe = self_exe();
-  o.workers = f.workers;
+  for (const auto& [key, value] : f.config) {
+    if (!value.empty()) o.config_flags[key] = value;
+  }
   o.durability = *durability;
   o.log_cap = *cap;
   o.stop_grace_ms = *grace;
@@ -85,7 +91,12 @@ int daemon_start(const Globals& g, const DaemonFlags& f) {
   }
   if (auto c = parse_size(f.log_cap); !c) return report(c.error());
   StartOptions args = {"--durability", f.durability, "--log-cap", f.log_cap};
-  if (f.workers > 0) args.insert(args.end(), {"--workers", std::to_string(f.workers)});
+  for (const auto& [key, value] : f.config) {
+    if (value.empty()) continue;
+    std::string flag = "--" + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    args.insert(args.end(), {flag, value});
+  }
   if (auto r = start_daemon(client.home(), args); !r) return report(r.error());
   return 0;
 }
@@ -167,15 +178,7 @@ int workers(const Globals& g) {
     fmt::print("{}\n", r->dump(2));
     return 0;
   }
-  std::vector<std::vector<std::string>> rows;
-  for (const json& w : *r) {
-    rows.push_back(
-        {w["id"].dump(), w["pid"].dump(), w["state"], w["task"].is_null() ? "-" : w["task"].dump(),
-         format_duration_ms(w["uptime_ms"]), w["tasks_done"].dump(), w["tasks_failed"].dump(),
-         w["restarts"].dump(), format_duration_ms(w["heartbeat_age_ms"])});
-  }
-  print_table({"ID", "PID", "STATE", "TASK", "UPTIME", "DONE", "FAILED", "RESTARTS", "HEARTBEAT"},
-              rows);
+  print_workers(*r);
   return 0;
 }
 
@@ -224,7 +227,11 @@ int queue(const Globals& g, const std::string& verb, const std::string& name,
 }
 
 void add_daemon_flags(CLI::App* c, DaemonFlags& f) {
-  c->add_option("--workers", f.workers, "Pool size (default: the number of CPUs)");
+  for (const std::string& key : config_keys()) {
+    std::string flag = "--" + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    c->add_option(flag, f.config[key], "Overrides " + key + " of rota.toml");
+  }
   c->add_option("--durability", f.durability,
                 "normal (survives a crash of any process) or full (also power loss)");
   c->add_option("--log-cap", f.log_cap, "Largest log kept per task (default 64MiB)");

@@ -44,6 +44,7 @@ int run_cli(int argc, char** argv) {
   cli::add_add_command(app, globals, action);
   cli::add_task_commands(app, globals, action);
   cli::add_admin_commands(app, globals, action);
+  cli::add_health_commands(app, globals, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

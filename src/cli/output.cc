@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "cli/command.h"
+#include "core/duration.h"
 
 namespace rota::cli {
 
@@ -45,10 +46,13 @@ void print_table(const std::vector<std::string>& header,
 std::string colored_state(const std::string& state) {
   if (!use_color()) return state;
   const char* color = "";
-  if (state == "succeeded") color = "\x1b[32m";
-  if (state == "failed") color = "\x1b[31m";
-  if (state == "running") color = "\x1b[36m";
-  if (state == "cancelled" || state == "skipped") color = "\x1b[33m";
+  if (state == "succeeded" || state == "idle") color = "\x1b[32m";
+  if (state == "failed" || state == "dead" || state == "given-up") color = "\x1b[31m";
+  if (state == "running" || state == "working") color = "\x1b[36m";
+  if (state == "cancelled" || state == "skipped" || state == "slow" || state == "unresponsive" ||
+      state == "recovering") {
+    color = "\x1b[33m";
+  }
   if (!*color) return state;
   return fmt::format("{}{}\x1b[0m", color, state);
 }
@@ -64,6 +68,28 @@ std::string command_line(const nlohmann::json& task) {
     out += plain ? s : "'" + s + "'";
   }
   return out;
+}
+
+std::string cell(const nlohmann::json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+std::string age(const nlohmann::json& ms) {
+  return ms.is_null() ? "-" : format_duration_ms(ms.get<int64_t>());
+}
+
+void print_workers(const nlohmann::json& workers) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& w : workers) {
+    rows.push_back({cell(w["id"]), cell(w["slot"]), cell(w["pid"]), colored_state(w["state"]),
+                    cell(w["task"]), age(w["uptime_ms"]), cell(w["tasks_done"]),
+                    cell(w["tasks_failed"]), cell(w["restarts"]), age(w["heartbeat_age_ms"])});
+  }
+  print_table(
+      {"ID", "SLOT", "PID", "STATE", "TASK", "UPTIME", "DONE", "FAILED", "RESTARTS", "HEARTBEAT"},
+      rows);
 }
 
 void draw_progress(int64_t finished, int64_t total, int64_t failed) {

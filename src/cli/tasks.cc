@@ -43,12 +43,6 @@ std::string url_encode(const std::string& s) {
   return out;
 }
 
-std::string cell(const json& v) {
-  if (v.is_null()) return "-";
-  if (v.is_string()) return v.get<std::string>();
-  return v.dump();
-}
-
 // ---- list ------------------------------------------------------------------------------
 
 struct ListFlags {

@@ -76,6 +76,8 @@ const char* outcome_name(Outcome outcome) {
       return "daemon_lost";
     case Outcome::kCancelled:
       return "cancelled";
+    case Outcome::kPoison:
+      return "poison";
   }
   return "failed";
 }
@@ -83,6 +85,7 @@ const char* outcome_name(Outcome outcome) {
 TaskState state_after_attempt(const Task& task, Outcome outcome) {
   if (outcome == Outcome::kSucceeded) return TaskState::kSucceeded;
   if (outcome == Outcome::kCancelled) return TaskState::kCancelled;
+  if (outcome == Outcome::kPoison) return TaskState::kFailed;
   if (task.attempts < task.max_attempts) return TaskState::kScheduled;
   return TaskState::kFailed;
 }
@@ -111,7 +114,7 @@ Status validate_spec(const TaskSpec& spec) {
   if (spec.retries < 0 || spec.retries > 1000) {
     return invalid("--retries: must be between 0 and 1000", "retries");
   }
-  if (spec.timeout_ms < 0 || spec.delay_ms < 0) {
+  if (spec.timeout_ms < 0 || spec.delay_ms < 0 || spec.slow_after_ms < 0) {
     return invalid("durations must not be negative", "timeout");
   }
   for (const auto& [key, value] : spec.labels) {

@@ -54,14 +54,23 @@ struct TaskSpec {
   int priority = 0;
   int retries = 0;
   Backoff backoff;
-  int64_t timeout_ms = 0;  // 0: none
+  int64_t timeout_ms = 0;     // 0: none
+  int64_t slow_after_ms = 0;  // 0: the daemon's slow_after
   int64_t delay_ms = 0;
   Labels labels;
   std::vector<int64_t> after;
 };
 
 // How an attempt ended, as the worker reports it.
-enum class Outcome { kSucceeded, kFailed, kTimedOut, kWorkerLost, kDaemonLost, kCancelled };
+enum class Outcome {
+  kSucceeded,
+  kFailed,
+  kTimedOut,
+  kWorkerLost,
+  kDaemonLost,
+  kCancelled,
+  kPoison,  // its attempts killed their worker poison_after times: no more attempts
+};
 const char* outcome_name(Outcome outcome);
 
 struct Task {
@@ -73,6 +82,7 @@ struct Task {
   int max_attempts = 1;
   Backoff backoff;
   int64_t timeout_ms = 0;
+  int64_t slow_after_ms = 0;
   int64_t run_after_ms = 0;  // scheduled only
   std::optional<int> exit_code;
   std::optional<int> signal;

@@ -7,17 +7,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
+#include <functional>
 #include <thread>
 
 #include "api/http_server.h"
 #include "api/routes.h"
 #include "core/clock.h"
 #include "core/home.h"
+#include "daemon/alerts.h"
 #include "daemon/committer.h"
+#include "daemon/config.h"
 #include "daemon/engine.h"
 #include "daemon/pool.h"
 #include "store/sqlite_store.h"
@@ -26,6 +30,8 @@ namespace rota {
 namespace asio = boost::asio;
 
 namespace {
+
+constexpr int64_t kAlertHookTimeoutMs = 10'000;
 
 // Prints the one line a user needs and returns the exit code that goes with it.
 int fail(const Error& error) {
@@ -63,9 +69,13 @@ int run_daemon(const DaemonOptions& o) {
   ::umask(077);  // the store, logs and socket are the user's alone
   Home home = home_at(o.home);
   if (auto r = prepare_home(home); !r) return fail(r.error());
+  auto config = load_config(home.dir + "/rota.toml");
+  if (!config) return fail(config.error());
+  if (auto r = finish_config(*config, o.config_flags); !r) return fail(r.error());
   auto lock = lock_home(home);
   if (!lock) return fail(lock.error());
-  int workers = o.workers > 0 ? o.workers : static_cast<int>(std::thread::hardware_concurrency());
+  int workers =
+      config->workers > 0 ? config->workers : static_cast<int>(std::thread::hardware_concurrency());
 
   auto store = SqliteStore::open(home.store, o.durability);
   if (!store) return fail(store.error());
@@ -73,13 +83,29 @@ int run_daemon(const DaemonOptions& o) {
   asio::io_context io(1);
   SystemClock clock;
   Committer committer(io, **store);
-  Engine engine(io, **store, committer, clock, {home.logs, o.log_cap});
+  Engine engine(io, **store, committer, clock,
+                {.logs_dir = home.logs,
+                 .log_cap = o.log_cap,
+                 .slow_after_ms = config->slow_after_ms,
+                 .poison_after = config->poison_after,
+                 .stall_after_ms = config->stall_after_ms});
+  Alerts alerts(io, home.dir + "/alerts.log", config->alert_command, kAlertHookTimeoutMs,
+                [&engine](const std::string& kind, const std::string& detail) {
+                  engine.record(kind, detail);
+                });
   if (auto r = engine.recover(); !r) return fail(r.error());
-  Pool pool(io, {o.exe, home.dir, o.heartbeat_ms}, engine, [&]() -> int64_t {
+  PoolOptions pool_options{.exe = o.exe,
+                           .home = home.dir,
+                           .heartbeat_ms = config->heartbeat_interval_ms,
+                           .unresponsive_after_ms = config->unresponsive_after_ms,
+                           .dead_after_ms = config->dead_after_ms,
+                           .max_restarts = config->max_restarts,
+                           .restart_window_ms = config->restart_window_ms};
+  Pool pool(io, pool_options, engine, [&]() -> int64_t {
     if (!committer.write()) return 0;
     return (*store)->next_worker_id().value_or(0);
   });
-  engine.attach(pool);
+  engine.attach(pool, alerts);
 
   bool stopping = false;
   asio::steady_timer deadline(io);
@@ -96,9 +122,32 @@ int run_daemon(const DaemonOptions& o) {
     });
   };
 
+  // Supervision: heartbeat ages, slow tasks, stalled queues.
+  // The same timer measures the loop's own lag: how late it fires (seed 004's deadlock was a
+  // loop that stopped turning while its process looked alive).
+  asio::steady_timer health_timer(io);
+  int64_t tick_ms = std::clamp<int64_t>(config->unresponsive_after_ms / 10, 20, 1000);
+  int64_t loop_lag_ms = 0;
+  std::function<void()> health_tick = [&] {
+    health_timer.expires_after(std::chrono::milliseconds(tick_ms));
+    auto due = health_timer.expiry();
+    health_timer.async_wait([&, due](const boost::system::error_code& ec) {
+      if (ec) return;
+      loop_lag_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        asio::steady_timer::clock_type::now() - due)
+                        .count();
+      int64_t now = clock.now_ms();
+      pool.check_health(now);
+      engine.check_stall(now);
+      health_tick();
+    });
+  };
+  health_tick();
+
   Router router;
-  ApiContext api{engine,   **store,     committer, pool,           clock,
-                 home.dir, home.socket, home.logs, clock.now_ms(), stop};
+  ApiContext api{
+      engine,      **store,   committer,      pool,    alerts, clock, home.dir,
+      home.socket, home.logs, clock.now_ms(), *config, stop,   io,    [&] { return loop_lag_ms; }};
   add_routes(router, api);
   HttpServer server(io, router);
   if (auto r = server.listen_unix(home.socket); !r) return fail(r.error());

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "daemon/config.h"
 #include "store/store.h"
 
 namespace rota {
@@ -11,11 +12,11 @@ namespace rota {
 struct DaemonOptions {
   std::string home;
   std::string exe;  // the rota binary, for spawning workers
-  int workers = 0;  // 0: the number of CPUs
   Durability durability = Durability::kNormal;
   int64_t log_cap = 64LL << 20;
-  int64_t heartbeat_ms = 1000;
   int64_t stop_grace_ms = 10'000;  // on SIGTERM/SIGINT
+  // Values of rota.toml's keys given as flags; they override the file.
+  std::map<std::string, std::string> config_flags;
 };
 
 // Runs the daemon in the foreground until it is stopped. Returns the process exit code:

@@ -198,7 +198,9 @@ Status Engine::start_on(int64_t worker, std::vector<std::string>& queues) {
   m.log_path = log_path(t.id);
   m.log_cap = options_.log_cap;
   // Reserve the worker now; the message leaves after the commit.
-  pool_->reserve(worker, t.id, token);
+  pool_->reserve(worker, t.id, token,
+                 t.slow_after_ms > 0 ? t.slow_after_ms : options_.slow_after_ms);
+  last_progress_ms_ = clock_.now_ms();
   committer_.after_commit([this, worker, m = std::move(m)](const Status& ok) {
     if (ok) pool_->send(worker, m);
   });
@@ -218,9 +220,8 @@ void Engine::on_worker_message(int64_t worker, const Message& m) {
     spdlog::warn("worker {}: rejected a {} for task {} (stale attempt token)", worker,
                  message_type_name(m.type), m.task);
     if (committer_.write()) {
-      store_.append_event(
-          {clock_.now_ms(), "rejected", m.task, worker, "", "",
-           fmt::format("stale {} from worker {}", message_type_name(m.type), worker)});
+      append_event({clock_.now_ms(), "rejected", m.task, worker, "", "",
+                    fmt::format("stale {} from worker {}", message_type_name(m.type), worker)});
     }
     return;
   }
@@ -245,10 +246,96 @@ void Engine::on_worker_lost(int64_t worker, int64_t task, const std::string& tok
   if (task == 0) return;
   auto it = running_.find(task);
   if (it == running_.end() || it->second.token != token) return;
-  auto r = end_attempt(task, Outcome::kWorkerLost, std::nullopt, std::nullopt,
-                       "worker_lost: " + why, true);
+  // A task whose attempts keep killing their worker is poison: it fails instead of taking
+  // down worker after worker.
+  auto lost_before = store_.count_attempts(task, Outcome::kWorkerLost);
+  int64_t lost = (lost_before ? *lost_before : 0) + 1;
+  Status r;
+  if (lost >= options_.poison_after) {
+    std::string error =
+        fmt::format("poison: its attempts killed their worker {} times (last: {})", lost, why);
+    r = end_attempt(task, Outcome::kPoison, std::nullopt, std::nullopt, error, false);
+    if (alerts_) {
+      alerts_->raise("poison_task", fmt::format("task {} killed its worker {} times", task, lost),
+                     {{"task", task}, {"worker", worker}});
+    }
+  } else {
+    r = end_attempt(task, Outcome::kWorkerLost, std::nullopt, std::nullopt, "worker_lost: " + why,
+                    true);
+  }
   if (!r) spdlog::error("task {}: {}", task, r.error().message);
-  (void)worker;
+}
+
+void Engine::on_health_change(const HealthChange& c) {
+  std::string detail = fmt::format("slot {}{}{}", c.slot, c.detail.empty() ? "" : ": ", c.detail);
+  if (committer_.write()) {
+    (void)append_event({clock_.now_ms(), "worker", 0, c.worker, worker_health_name(c.from),
+                        worker_health_name(c.to), detail});
+  }
+  if (!alerts_) return;
+  nlohmann::json who = {{"worker", c.worker}, {"slot", c.slot}};
+  switch (c.to) {
+    case WorkerHealth::kDead:
+      alerts_->raise("worker_dead", fmt::format("worker {} is dead: {}", c.worker, c.detail), who);
+      break;
+    case WorkerHealth::kRecovering:
+      alerts_->raise("worker_restarted", fmt::format("slot {}: {}", c.slot, c.detail), who);
+      break;
+    case WorkerHealth::kGivenUp:
+      alerts_->raise("slot_given_up", fmt::format("slot {} given up: {}", c.slot, c.detail), who);
+      if (!degraded_) {
+        degraded_ = true;
+        alerts_->raise("pool_degraded", "the commands pool is degraded: a slot was given up",
+                       {{"pool", "commands"}});
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+void Engine::check_stall(int64_t now_ms) {
+  if (pool_ && !pool_->degraded()) degraded_ = false;
+  int64_t ready = totals()[static_cast<int>(TaskState::kQueued)];
+  if (ready == 0 || !accepting_) {
+    stalled_ = false;
+    last_progress_ms_ = now_ms;
+    return;
+  }
+  if (last_progress_ms_ == 0) last_progress_ms_ = now_ms;
+  if (stalled_ || now_ms - last_progress_ms_ < options_.stall_after_ms) return;
+  stalled_ = true;
+  if (alerts_) {
+    alerts_->raise("queue_stalled",
+                   fmt::format("{} tasks are ready but none started or finished for {}", ready,
+                               format_duration_ms(now_ms - last_progress_ms_)),
+                   {{"ready", ready}});
+  }
+}
+
+void Engine::record(const std::string& kind, const std::string& detail) {
+  if (!committer_.write()) return;
+  (void)append_event({clock_.now_ms(), kind, 0, 0, "", "", detail});
+}
+
+// Every event goes through here, so that followers (`rota events --follow`) hear of it once
+// it is committed.
+Status Engine::append_event(const Event& event) {
+  TRY(store_.append_event(event));
+  if (!event_followers_.empty() && !followers_due_) {
+    followers_due_ = true;
+    committer_.after_commit([this](const Status&) {
+      followers_due_ = false;
+      auto followers = std::move(event_followers_);
+      event_followers_.clear();
+      for (auto& f : followers) f();
+    });
+  }
+  return {};
+}
+
+void Engine::follow_events(std::function<void()> wake) {
+  event_followers_.push_back(std::move(wake));
 }
 
 Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> exit_code,
@@ -287,6 +374,8 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
     if (delay <= 0) end.to = TaskState::kQueued;
   }
   TRY(store_.finish_attempt(end));
+  last_progress_ms_ = end.finished_at_ms;
+  stalled_ = false;
   count(t.queue, TaskState::kRunning, end.to);
   record_event(task_id, attempt.worker, TaskState::kRunning, end.to,
                outcome == Outcome::kSucceeded ? "" : end.error);
@@ -315,7 +404,7 @@ void Engine::count(const std::string& queue, TaskState from, TaskState to) {
 
 void Engine::record_event(int64_t task, int64_t worker, TaskState from, TaskState to,
                           std::string detail) {
-  auto r = store_.append_event(
+  auto r = append_event(
       {clock_.now_ms(), "task", task, worker, state_name(from), state_name(to), std::move(detail)});
   if (!r) spdlog::error("event: {}", r.error().message);
 }
@@ -514,8 +603,8 @@ Status Engine::set_queue(const std::string& name, std::optional<bool> paused,
   if (paused) q.paused = *paused;
   if (limit) q.limit = *limit;
   TRY(store_.put_queue(q));
-  TRY(store_.append_event({clock_.now_ms(), "queue", 0, 0, "", "",
-                           fmt::format("{}: paused={} limit={}", name, q.paused, q.limit)}));
+  TRY(append_event({clock_.now_ms(), "queue", 0, 0, "", "",
+                    fmt::format("{}: paused={} limit={}", name, q.paused, q.limit)}));
   return {};
 }
 

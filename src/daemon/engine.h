@@ -16,6 +16,7 @@
 
 #include "core/clock.h"
 #include "core/task.h"
+#include "daemon/alerts.h"
 #include "daemon/committer.h"
 #include "daemon/pool.h"
 #include "store/store.h"
@@ -26,6 +27,9 @@ struct EngineOptions {
   std::string logs_dir;
   int64_t log_cap = 64LL << 20;
   int64_t kill_grace_ms = 5000;  // SIGTERM -> SIGKILL on timeout and cancel
+  int64_t slow_after_ms = 15 * 60'000;
+  int poison_after = 3;
+  int64_t stall_after_ms = 60'000;
 };
 
 // Counts of tasks by state, for one queue or all.
@@ -48,7 +52,18 @@ class Engine final : public PoolListener {
   // Loads counters and queues, and settles what a previous daemon left running: each such
   // attempt ends as `daemon_lost` and the task retries while attempts remain.
   Status recover();
-  void attach(Pool& pool) { pool_ = &pool; }
+  void attach(Pool& pool, Alerts& alerts) {
+    pool_ = &pool;
+    alerts_ = &alerts;
+  }
+
+  // Raises `queue_stalled` when tasks are ready but none has started or finished for
+  // stall_after. The daemon calls it on its health timer.
+  void check_stall(int64_t now_ms);
+  // Records a daemon-level event (kind, detail) in the store's event log.
+  void record(const std::string& kind, const std::string& detail);
+  // Calls `wake` once, after the next commit that adds events.
+  void follow_events(std::function<void()> wake);
 
   // The operations below write through the committer: the caller replies after commit.
   Result<std::vector<int64_t>> add(std::vector<TaskSpec> specs);
@@ -78,6 +93,7 @@ class Engine final : public PoolListener {
   void on_worker_message(int64_t worker, const Message& message) override;
   void on_worker_lost(int64_t worker, int64_t task, const std::string& token,
                       const std::string& why) override;
+  void on_health_change(const HealthChange& change) override;
 
  private:
   struct RunningAttempt {
@@ -95,6 +111,7 @@ class Engine final : public PoolListener {
   Status move(const Task& task, TaskState to);
   void count(const std::string& queue, TaskState from, TaskState to);
   void record_event(int64_t task, int64_t worker, TaskState from, TaskState to, std::string detail);
+  Status append_event(const Event& event);
   Status on_finished(int64_t task_id, TaskState state);
   Status settle_dependents(int64_t task_id);
   Status revive_dependents(int64_t task_id);
@@ -114,6 +131,12 @@ class Engine final : public PoolListener {
   const Clock& clock_;
   EngineOptions options_;
   Pool* pool_ = nullptr;
+  Alerts* alerts_ = nullptr;
+  int64_t last_progress_ms_ = 0;
+  bool stalled_ = false;
+  bool degraded_ = false;
+  std::vector<std::function<void()>> event_followers_;
+  bool followers_due_ = false;
   bool accepting_ = true;
   std::map<std::string, StateCounts> counts_;
   std::map<std::string, QueueInfo> queues_;

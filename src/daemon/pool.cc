@@ -1,6 +1,7 @@
 #include "daemon/pool.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <spawn.h>
 #include <spdlog/spdlog.h>
@@ -9,26 +10,34 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/read_until.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
-#include <set>
 
-#include <fmt/format.h>
+#include "core/duration.h"
+
+extern char** environ;
 
 namespace rota {
 namespace asio = boost::asio;
 
 namespace {
 
-constexpr int64_t kYoungMs = 10'000;
+constexpr int64_t kYoungMs = 10'000;  // a worker that dies younger than this died young
+constexpr int64_t kFirstRestartDelayMs = 100;
 constexpr int64_t kMaxRestartDelayMs = 30'000;
+constexpr int64_t kLeaveAfterTaskMs = 365LL * 86'400'000;  // "after its task", in practice
 
 int64_t wall_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+bool busy(WorkerHealth h) {
+  return h == WorkerHealth::kWorking || h == WorkerHealth::kSlow ||
+         h == WorkerHealth::kUnresponsive;
 }
 
 }  // namespace
@@ -41,8 +50,18 @@ const char* worker_health_name(WorkerHealth health) {
       return "idle";
     case WorkerHealth::kWorking:
       return "working";
+    case WorkerHealth::kSlow:
+      return "slow";
+    case WorkerHealth::kUnresponsive:
+      return "unresponsive";
+    case WorkerHealth::kDead:
+      return "dead";
+    case WorkerHealth::kRecovering:
+      return "recovering";
     case WorkerHealth::kStopped:
       return "stopped";
+    case WorkerHealth::kGivenUp:
+      return "given-up";
   }
   return "starting";
 }
@@ -56,13 +75,28 @@ struct Pool::Worker {
   asio::streambuf inbuf;
   std::deque<std::string> outq;
   bool writing = false;
-  bool leaving = false;  // asked to shut down
+  bool leaving = false;  // asked to shut down: not replaced when it exits
   std::string token;
   pid_t task_group = 0;
+  int64_t task_started_ms = 0;
+  int64_t slow_after_ms = 0;
+  std::string killed_because;  // why the supervisor killed it, if it did
   std::set<int64_t> envs_sent;
 };
 
-Pool::Pool(asio::io_context& io, Options options, PoolListener& listener, IdAllocator allocate_id)
+struct Pool::Slot {
+  explicit Slot(asio::io_context& io) : timer(io) {}
+  int64_t worker = 0;                              // the live worker, 0 if none
+  WorkerHealth state = WorkerHealth::kRecovering;  // when it has no worker
+  std::deque<int64_t> restart_times;               // within restart_window
+  int restarts = 0;
+  int young_deaths = 0;  // in a row
+  int64_t last_worker = 0;
+  asio::steady_timer timer;
+};
+
+Pool::Pool(asio::io_context& io, PoolOptions options, PoolListener& listener,
+           IdAllocator allocate_id)
     : io_(io),
       options_(std::move(options)),
       listener_(listener),
@@ -75,34 +109,52 @@ Pool::~Pool() {
   }
 }
 
+// ---- size ------------------------------------------------------------------------------
+
 void Pool::scale(int size) {
-  target_ = size;
-  int live = this->live();
-  for (; live < target_; ++live) spawn(0);
-  // Shrink: idle workers first, then the newest busy ones after their task.
-  for (int pass = 0; pass < 2 && live > target_; ++pass) {
-    for (auto it = workers_.rbegin(); it != workers_.rend() && live > target_; ++it) {
-      Worker& w = *it->second;
-      bool busy = w.v.health == WorkerHealth::kWorking;
-      if (w.leaving || (pass == 0 && busy)) continue;
-      w.leaving = true;
-      --live;
-      send(w.v.id, Message{.type = MessageType::kShutdown});
+  while (static_cast<int>(slots_.size()) < size) {
+    slots_.push_back(std::make_unique<Slot>(io_));
+    spawn(static_cast<int>(slots_.size()) - 1);
+  }
+  if (static_cast<int>(slots_.size()) <= size) return;
+  // Shrink: keep the busiest slots; empty and idle ones go first, busy ones after their task.
+  std::stable_sort(slots_.begin(), slots_.end(), [this](const auto& a, const auto& b) {
+    auto rank = [this](const Slot& s) {
+      const Worker* w = find(s.worker);
+      return w && busy(w->v.health) ? 0 : 1;
+    };
+    return rank(*a) < rank(*b);
+  });
+  for (size_t i = static_cast<size_t>(size); i < slots_.size(); ++i) {
+    Slot& s = *slots_[i];
+    s.timer.cancel();
+    if (Worker* w = find(s.worker)) {
+      w->leaving = true;
+      w->v.slot = -1;
+      send(w->v.id, Message{.type = MessageType::kShutdown, .grace_ms = kLeaveAfterTaskMs});
     }
+  }
+  slots_.resize(static_cast<size_t>(size));
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (Worker* w = find(slots_[i]->worker)) w->v.slot = static_cast<int>(i);
   }
 }
 
-void Pool::spawn(int restarts) {
+// ---- spawning --------------------------------------------------------------------------
+
+void Pool::spawn(int slot) {
+  Slot& s = *slots_[static_cast<size_t>(slot)];
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     spdlog::error("pool: socketpair: {}", std::strerror(errno));
     return;
   }
   int64_t id = allocate_id_();
-  std::string id_arg = std::to_string(id);
-  std::string hb_arg = std::to_string(options_.heartbeat_ms);
-  std::vector<std::string> args = {"rota", "--home", options_.home, "worker",      "--id",
-                                   id_arg, "--fd",   "3",           "--heartbeat", hb_arg};
+  std::vector<std::string> args = {"rota",        "--home",
+                                   options_.home, "worker",
+                                   "--id",        std::to_string(id),
+                                   "--fd",        "3",
+                                   "--heartbeat", std::to_string(options_.heartbeat_ms)};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -124,15 +176,19 @@ void Pool::spawn(int restarts) {
   if (rc != 0) {
     close(sv[0]);
     spdlog::error("pool: cannot start a worker ({}): {}", options_.exe, std::strerror(rc));
+    refill(slot, wall_ms(), 0, fmt::format("cannot start: {}", std::strerror(rc)));
     return;
   }
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   auto w = std::make_unique<Worker>(io_, sv[0], pidfd);
   w->v.id = id;
+  w->v.slot = slot;
   w->v.pid = pid;
   w->v.started_at_ms = wall_ms();
   w->v.last_heartbeat_ms = w->v.started_at_ms;
-  w->v.restarts = restarts;
+  w->v.restarts = s.restarts;
+  s.worker = id;
+  s.last_worker = id;
   Worker& ref = *w;
   workers_.emplace(id, std::move(w));
   ref.pidfd.async_wait(asio::posix::descriptor_base::wait_read,
@@ -140,8 +196,10 @@ void Pool::spawn(int restarts) {
                          if (!ec) on_exit(id);
                        });
   read(ref);
-  spdlog::debug("pool: worker {} started (pid {})", id, pid);
+  spdlog::debug("pool: worker {} started in slot {} (pid {})", id, slot, pid);
 }
+
+// ---- messages --------------------------------------------------------------------------
 
 void Pool::read(Worker& w) {
   int64_t id = w.v.id;
@@ -164,11 +222,14 @@ void Pool::on_line(Worker& w, std::string_view line) {
     return;
   }
   w.v.last_heartbeat_ms = wall_ms();
+  if (w.v.health == WorkerHealth::kUnresponsive) {
+    set_health(w, w.token.empty() ? WorkerHealth::kIdle : WorkerHealth::kWorking,
+               "heartbeats resumed");
+  }
   switch (message->type) {
     case MessageType::kHello:
-      w.v.health = WorkerHealth::kIdle;
-      if (w.leaving) return;
-      listener_.on_worker_idle(w.v.id);
+      set_health(w, WorkerHealth::kIdle);
+      if (!w.leaving) listener_.on_worker_idle(w.v.id);
       return;
     case MessageType::kHeartbeat:
       if (message->pid && !w.token.empty() && message->token == w.token) {
@@ -180,10 +241,10 @@ void Pool::on_line(Worker& w, std::string_view line) {
       bool current = !w.token.empty() && message->token == w.token;
       if (current) {
         message->type == MessageType::kDone ? ++w.v.tasks_done : ++w.v.tasks_failed;
-        w.v.health = WorkerHealth::kIdle;
         w.v.task = 0;
         w.token.clear();
         w.task_group = 0;
+        set_health(w, WorkerHealth::kIdle);
       }
       int64_t id = w.v.id;
       bool leaving = w.leaving;
@@ -196,64 +257,15 @@ void Pool::on_line(Worker& w, std::string_view line) {
   }
 }
 
-void Pool::on_exit(int64_t id) {
-  Worker* w = find(id);
-  if (!w) return;
-  siginfo_t info{};
-  waitid(P_PID, static_cast<id_t>(w->v.pid), &info, WEXITED | WNOHANG);
-  // The task ran in its own process group: it must not outlive its worker.
-  if (w->task_group > 0) kill(-w->task_group, SIGKILL);
-  int64_t task = w->v.task;
-  std::string token = w->token;
-  bool replace = !w->leaving && !stopping_;
-  int restarts = w->v.restarts + 1;
-  std::string why = info.si_code == CLD_EXITED
-                        ? fmt::format("worker {} exited with status {}", id, info.si_status)
-                        : fmt::format("worker {} killed by signal {}", id, info.si_status);
-  if (!w->leaving && !stopping_) spdlog::warn("pool: {}", why);
-  // A worker that dies young again and again is restarted with growing delays (the first
-  // replacement is immediate): 100 ms doubling to 30 s.
-  bool young = wall_ms() - w->v.started_at_ms < kYoungMs;
-  crash_streak_ = young ? crash_streak_ + 1 : 0;
-  workers_.erase(id);
-  listener_.on_worker_lost(id, task, token, why);
-  if (replace) {
-    int64_t delay =
-        crash_streak_ <= 1
-            ? 0
-            : std::min<int64_t>(kMaxRestartDelayMs, 100LL << std::min(crash_streak_ - 2, 20));
-    respawn_later(delay, restarts);
-  }
-  maybe_done_shutdown();
-}
-
-int Pool::live() const {
-  int n = pending_spawns_;
-  for (const auto& [id, w] : workers_) n += w->leaving ? 0 : 1;
-  return n;
-}
-
-void Pool::respawn_later(int64_t delay_ms, int restarts) {
-  if (delay_ms == 0) {
-    if (live() < target_) spawn(restarts);
-    return;
-  }
-  ++pending_spawns_;
-  auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(delay_ms));
-  timer->async_wait([this, timer, restarts](const boost::system::error_code& ec) {
-    --pending_spawns_;
-    if (ec || stopping_) return;
-    if (live() < target_) spawn(restarts);
-  });
-}
-
-void Pool::reserve(int64_t worker, int64_t task, const std::string& token) {
+void Pool::reserve(int64_t worker, int64_t task, const std::string& token, int64_t slow_after_ms) {
   Worker* w = find(worker);
   if (!w) return;
-  w->v.health = WorkerHealth::kWorking;
   w->v.task = task;
   w->token = token;
   w->task_group = 0;
+  w->task_started_ms = wall_ms();
+  w->slow_after_ms = slow_after_ms;
+  set_health(*w, WorkerHealth::kWorking);
 }
 
 void Pool::send(int64_t worker, const Message& message) {
@@ -290,9 +302,162 @@ void Pool::write_next(Worker& w) {
                     });
 }
 
+// ---- health ----------------------------------------------------------------------------
+
+void Pool::set_health(Worker& w, WorkerHealth to, std::string detail) {
+  WorkerHealth from = w.v.health;
+  if (from == to) return;
+  w.v.health = to;
+  // idle <-> working is every task's start and end: the task events already say it.
+  bool routine = (from == WorkerHealth::kIdle || from == WorkerHealth::kWorking ||
+                  from == WorkerHealth::kStarting) &&
+                 (to == WorkerHealth::kIdle || to == WorkerHealth::kWorking);
+  if (!routine) listener_.on_health_change({w.v.id, w.v.slot, from, to, std::move(detail)});
+}
+
+void Pool::set_slot_state(Slot& s, WorkerHealth to, std::string detail) {
+  WorkerHealth from = s.state;
+  s.state = to;
+  int index = 0;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].get() == &s) index = static_cast<int>(i);
+  }
+  if (from != to) listener_.on_health_change({s.last_worker, index, from, to, std::move(detail)});
+}
+
+void Pool::check_health(int64_t now) {
+  std::vector<Worker*> dead;
+  for (auto& [id, wp] : workers_) {
+    Worker& w = *wp;
+    if (w.v.health == WorkerHealth::kDead) continue;
+    int64_t silent = now - w.v.last_heartbeat_ms;
+    if (silent >= options_.dead_after_ms) {
+      w.killed_because = fmt::format("no heartbeat for {}", format_duration_ms(silent));
+      dead.push_back(&w);
+    } else if (silent >= options_.unresponsive_after_ms) {
+      set_health(w, WorkerHealth::kUnresponsive,
+                 fmt::format("no heartbeat for {}", format_duration_ms(silent)));
+    } else if (w.v.health == WorkerHealth::kWorking && w.slow_after_ms > 0 &&
+               now - w.task_started_ms >= w.slow_after_ms) {
+      set_health(w, WorkerHealth::kSlow,
+                 fmt::format("task {} running for {}", w.v.task,
+                             format_duration_ms(now - w.task_started_ms)));
+    }
+  }
+  for (Worker* w : dead) {
+    set_health(*w, WorkerHealth::kDead, w->killed_because);
+    kill_worker(*w);  // the pidfd then reports the exit
+  }
+}
+
+void Pool::kill_worker(Worker& w) {
+  if (w.task_group > 0) kill(-w.task_group, SIGKILL);
+  kill(-w.v.pid, SIGKILL);
+  kill(w.v.pid, SIGKILL);
+}
+
+bool Pool::degraded() const {
+  return std::any_of(slots_.begin(), slots_.end(), [](const auto& s) {
+    return s->worker == 0 && s->state == WorkerHealth::kGivenUp;
+  });
+}
+
+// ---- exits and restarts ----------------------------------------------------------------
+
+void Pool::on_exit(int64_t id) {
+  Worker* w = find(id);
+  if (!w) return;
+  siginfo_t info{};
+  waitid(P_PID, static_cast<id_t>(w->v.pid), &info, WEXITED | WNOHANG);
+  // The task ran in its own process group: it must not outlive its worker.
+  if (w->task_group > 0) kill(-w->task_group, SIGKILL);
+  int64_t task = w->v.task;
+  std::string token = w->token;
+  int slot = w->v.slot;
+  bool expected = w->leaving || stopping_;
+  int64_t now = wall_ms();
+  int64_t lived = now - w->v.started_at_ms;
+  std::string why = !w->killed_because.empty() ? w->killed_because
+                    : info.si_code == CLD_EXITED
+                        ? fmt::format("worker {} exited with status {}", id, info.si_status)
+                        : fmt::format("worker {} killed by signal {}", id, info.si_status);
+  if (expected) {
+    set_health(*w, WorkerHealth::kStopped);
+  } else {
+    spdlog::warn("pool: {}", why);
+    set_health(*w, WorkerHealth::kDead, why);
+  }
+  workers_.erase(id);
+  if (slot >= 0 && static_cast<size_t>(slot) < slots_.size() &&
+      slots_[static_cast<size_t>(slot)]->worker == id) {
+    slots_[static_cast<size_t>(slot)]->worker = 0;
+  }
+  listener_.on_worker_lost(id, task, token, why);
+  if (!expected && slot >= 0 && static_cast<size_t>(slot) < slots_.size()) {
+    refill(slot, now, lived, why);
+  }
+  maybe_done_shutdown();
+}
+
+// Starts a new worker in `slot`: at once after a first death, then with delays doubling from
+// 100 ms to 30 s while workers keep dying young; past max_restarts within restart_window the
+// slot is given up.
+void Pool::refill(int slot, int64_t died_at_ms, int64_t lived_ms, const std::string& why) {
+  Slot& s = *slots_[static_cast<size_t>(slot)];
+  s.restart_times.push_back(died_at_ms);
+  while (!s.restart_times.empty() &&
+         s.restart_times.front() < died_at_ms - options_.restart_window_ms) {
+    s.restart_times.pop_front();
+  }
+  s.young_deaths = lived_ms < kYoungMs ? s.young_deaths + 1 : 0;
+  if (static_cast<int>(s.restart_times.size()) > options_.max_restarts) {
+    s.state = WorkerHealth::kDead;
+    set_slot_state(s, WorkerHealth::kGivenUp,
+                   fmt::format("{} restarts within {} (last: {})", s.restart_times.size() - 1,
+                               format_duration_ms(options_.restart_window_ms), why));
+    return;
+  }
+  ++s.restarts;
+  int64_t delay =
+      s.young_deaths <= 1
+          ? 0
+          : std::min(kMaxRestartDelayMs, kFirstRestartDelayMs << std::min(s.young_deaths - 2, 20));
+  s.state = WorkerHealth::kDead;
+  set_slot_state(s, WorkerHealth::kRecovering,
+                 fmt::format("restart {} in {} ({})", s.restarts, format_duration_ms(delay), why));
+  s.timer.expires_after(std::chrono::milliseconds(delay));
+  s.timer.async_wait([this, &s](const boost::system::error_code& ec) {
+    if (ec || stopping_) return;
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].get() == &s && s.worker == 0) spawn(static_cast<int>(i));
+    }
+  });
+}
+
+bool Pool::restart(int64_t worker) {
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    if (s.last_worker != worker) continue;
+    s.restart_times.clear();
+    s.young_deaths = 0;
+    if (Worker* w = find(s.worker)) {
+      w->killed_because = fmt::format("worker {} restarted by hand", worker);
+      kill_worker(*w);
+      return true;
+    }
+    s.timer.cancel();
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].get() == &s) spawn(static_cast<int>(i));
+    }
+    return true;
+  }
+  return false;
+}
+
 void Pool::shutdown(int64_t grace_ms, std::function<void()> done) {
   stopping_ = true;
   on_shutdown_ = std::move(done);
+  for (auto& s : slots_) s->timer.cancel();
   for (auto& [id, w] : workers_) {
     w->leaving = true;
     send(id, Message{.type = MessageType::kShutdown, .grace_ms = grace_ms});
@@ -308,6 +473,8 @@ void Pool::maybe_done_shutdown() {
   }
 }
 
+// ---- views -----------------------------------------------------------------------------
+
 std::vector<int64_t> Pool::idle_workers() const {
   std::vector<int64_t> ids;
   for (const auto& [id, w] : workers_) {
@@ -319,12 +486,17 @@ std::vector<int64_t> Pool::idle_workers() const {
 std::vector<WorkerView> Pool::view() const {
   std::vector<WorkerView> out;
   for (const auto& [id, w] : workers_) out.push_back(w->v);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& s = *slots_[i];
+    if (s.worker != 0) continue;
+    WorkerView v;
+    v.id = s.last_worker;
+    v.slot = static_cast<int>(i);
+    v.health = s.state;
+    v.restarts = s.restarts;
+    out.push_back(v);
+  }
   return out;
-}
-
-pid_t Pool::task_group(int64_t worker) const {
-  const Worker* w = find(worker);
-  return w ? w->task_group : 0;
 }
 
 Pool::Worker* Pool::find(int64_t id) {

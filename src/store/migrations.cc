@@ -74,6 +74,10 @@ CREATE TABLE events (
   detail TEXT
 );
 )sql"},
+    Migration{2, R"sql(
+ALTER TABLE tasks ADD COLUMN slow_after_ms INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX attempts_outcome ON attempts (task_id, outcome);
+)sql"},
 };
 
 }  // namespace

@@ -24,7 +24,7 @@ using nlohmann::json;
 constexpr const char* kTaskColumns =
     "id, state, queue, priority, attempts, max_attempts, backoff_base_ms, backoff_max_ms, "
     "timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, exit_code, signal, error, "
-    "created_at_ms, started_at_ms, finished_at_ms, worker, token";
+    "created_at_ms, started_at_ms, finished_at_ms, worker, token, slow_after_ms";
 
 bool file_exists(const std::string& path) {
   struct stat st {};
@@ -195,8 +195,8 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
       auto stmt = db_->prepare(
           "INSERT INTO tasks (state, queue, priority, attempts, max_attempts, backoff_base_ms, "
           "backoff_max_ms, timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, "
-          "created_at_ms, finished_at_ms) "
-          "VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
+          "created_at_ms, finished_at_ms, slow_after_ms) "
+          "VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
       if (!stmt) return std::unexpected(stmt.error());
       const TaskSpec& s = t.spec;
       stmt->bind(1, state_name(t.state)).bind(2, s.queue).bind(3, int64_t{s.priority});
@@ -219,6 +219,7 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
       } else {
         stmt->bind_null(15);
       }
+      stmt->bind(16, s.slow_after_ms);
       if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("insert task"));
     }
     int64_t id = db_->last_insert_rowid();
@@ -263,6 +264,7 @@ Result<Task> SqliteStore::read_task(Stmt& s) {
   t.finished_at_ms = s.int64(20);
   if (!s.is_null(21)) t.worker = s.int64(21);
   t.token = s.text(22);
+  t.slow_after_ms = s.int64(23);
   return t;
 }
 
@@ -579,15 +581,30 @@ Status SqliteStore::append_event(const Event& e) {
 Result<std::vector<Event>> SqliteStore::list_events(int64_t after_id, int limit) {
   auto stmt = db_->prepare(
       "SELECT at_ms, kind, coalesce(task_id, 0), coalesce(worker_id, 0), from_state, to_state, "
-      "detail FROM events WHERE id > ?1 ORDER BY id LIMIT ?2");
+      "detail, id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, after_id).bind(2, int64_t{limit});
   std::vector<Event> out;
   while (stmt->step() == SQLITE_ROW) {
     out.push_back({stmt->int64(0), stmt->text(1), stmt->int64(2), stmt->int64(3), stmt->text(4),
-                   stmt->text(5), stmt->text(6)});
+                   stmt->text(5), stmt->text(6), stmt->int64(7)});
   }
   return out;
+}
+
+Result<int64_t> SqliteStore::last_event_id() {
+  auto stmt = db_->prepare("SELECT coalesce(max(id), 0) FROM events");
+  if (!stmt) return std::unexpected(stmt.error());
+  if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("last event"));
+  return stmt->int64(0);
+}
+
+Result<int64_t> SqliteStore::count_attempts(int64_t task_id, Outcome outcome) {
+  auto stmt = db_->prepare("SELECT count(*) FROM attempts WHERE task_id = ?1 AND outcome = ?2");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, task_id).bind(2, outcome_name(outcome));
+  if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("count attempts"));
+  return stmt->int64(0);
 }
 
 Result<int64_t> SqliteStore::next_worker_id() {

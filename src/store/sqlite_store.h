@@ -10,7 +10,7 @@
 
 namespace rota {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 class SqliteStore final : public Store {
  public:
@@ -51,7 +51,9 @@ class SqliteStore final : public Store {
   Status put_queue(const QueueInfo& queue) override;
   Status append_event(const Event& event) override;
   Result<std::vector<Event>> list_events(int64_t after_id, int limit) override;
+  Result<int64_t> last_event_id() override;
   Result<int64_t> next_worker_id() override;
+  Result<int64_t> count_attempts(int64_t task_id, Outcome outcome) override;
   std::string path() const override { return path_; }
 
  private:

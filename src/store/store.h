@@ -67,6 +67,7 @@ struct Event {
   std::string from;
   std::string to;
   std::string detail;
+  int64_t id = 0;  // set when read back
 };
 
 class Store {
@@ -119,6 +120,10 @@ class Store {
 
   virtual Status append_event(const Event& event) = 0;
   virtual Result<std::vector<Event>> list_events(int64_t after_id, int limit) = 0;
+  virtual Result<int64_t> last_event_id() = 0;
+
+  // How many of a task's finished attempts ended with `outcome`.
+  virtual Result<int64_t> count_attempts(int64_t task_id, Outcome outcome) = 0;
 
   // A worker id never handed out before in this store.
   virtual Result<int64_t> next_worker_id() = 0;

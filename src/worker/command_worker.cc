@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -295,6 +296,11 @@ void CommandWorker::on_timer() {
 
 int CommandWorker::run() {
   signal(SIGPIPE, SIG_IGN);
+  // Fault injection for the failure tests: a worker that crashes before it says hello.
+  if (const char* fault = std::getenv("ROTA_TEST_WORKER_FAULT");
+      fault && std::string_view(fault) == "exit-at-start") {
+    return 70;
+  }
   Message hello{.type = MessageType::kHello};
   hello.pid = getpid();
   send(hello);
