@@ -8,6 +8,7 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <nlohmann/json.hpp>
 
 namespace rota {
@@ -30,19 +31,27 @@ std::vector<std::string> split_path(std::string_view path) {
   return out;
 }
 
-std::string url_decode(std::string_view s) {
-  std::string out;
+// Decodes %XX and '+'; false on a malformed escape.
+bool url_decode(std::string_view s, std::string& out) {
+  out.clear();
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '+') {
       out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+    } else if (s[i] == '%' && i + 2 < s.size() &&
+               std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+               std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      auto hex = [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : (c | 0x20) - 'a' + 10;
+      };
+      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
       i += 2;
+    } else if (s[i] == '%') {
+      return false;
     } else {
       out.push_back(s[i]);
     }
   }
-  return out;
+  return true;
 }
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -74,8 +83,11 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = req.keep_alive();
     HttpRequest request;
     request.method = std::string(req.method_string());
-    parse_target(std::string_view(req.target().data(), req.target().size()), request.path,
-                 request.query);
+    if (!parse_target(std::string_view(req.target().data(), req.target().size()), request.path,
+                      request.query)) {
+      return write(error_response(
+          {Code::kInvalidArgument, "malformed URL: a %-escape is not two hex digits", {}}));
+    }
     request.body = std::move(req.body());
     router_.route(request, [self = shared_from_this()](HttpResponse response) {
       asio::post(self->socket_.get_executor(), [self, response = std::move(response)]() mutable {
@@ -118,22 +130,24 @@ HttpResponse error_response(const Error& error) {
   return HttpResponse{http_status(error.code), nlohmann::json{{"error", e}}.dump() + "\n"};
 }
 
-void parse_target(std::string_view target, std::string& path,
+bool parse_target(std::string_view target, std::string& path,
                   std::map<std::string, std::string>& query) {
   size_t q = target.find('?');
-  path = std::string(target.substr(0, q));
-  if (q == std::string_view::npos) return;
+  if (!url_decode(target.substr(0, q), path)) return false;
+  if (q == std::string_view::npos) return true;
   std::string_view rest = target.substr(q + 1);
   while (!rest.empty()) {
     size_t amp = rest.find('&');
     std::string_view pair = rest.substr(0, amp);
     size_t eq = pair.find('=');
-    std::string key = url_decode(pair.substr(0, eq));
-    std::string value = eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
+    std::string key, value;
+    if (!url_decode(pair.substr(0, eq), key)) return false;
+    if (eq != std::string_view::npos && !url_decode(pair.substr(eq + 1), value)) return false;
     query[key] = value;
     if (amp == std::string_view::npos) break;
     rest = rest.substr(amp + 1);
   }
+  return true;
 }
 
 void Router::add(std::string method, std::string pattern, Handler handler) {
@@ -159,8 +173,12 @@ void Router::route(const HttpRequest& request, Responder respond) const {
     if (r.method != request.method) continue;
     HttpRequest with_params = request;
     with_params.params = std::move(params);
+    // A handler that throws (a JSON value of the wrong type, say) answers 400, never crashes.
     try {
-      r.handler(with_params, std::move(respond));
+      r.handler(with_params, respond);
+    } catch (const nlohmann::json::exception& e) {
+      respond(
+          error_response({Code::kInvalidArgument, fmt::format("bad request: {}", e.what()), {}}));
     } catch (const std::exception& e) {
       respond(error_response({Code::kInternal, e.what(), {}}));
     }

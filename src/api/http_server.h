@@ -69,8 +69,8 @@ class HttpServer {
   std::string path_;
 };
 
-// Splits a target "/a/b?x=1&y=2" into path and decoded query.
-void parse_target(std::string_view target, std::string& path,
+// Splits a target "/a/b?x=1&y=2" into path and decoded query; false if an escape is malformed.
+bool parse_target(std::string_view target, std::string& path,
                   std::map<std::string, std::string>& query);
 
 }  // namespace rota

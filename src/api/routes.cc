@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 #include <charconv>
 #include <fstream>
@@ -22,7 +23,46 @@ using nlohmann::json;
 
 HttpResponse ok(const json& body, int status = 200) { return {status, body.dump() + "\n"}; }
 
-Result<json> parse_body(const HttpRequest& req, std::initializer_list<const char*> allowed) {
+// The JSON type a body field must have.
+enum class Type { kBool, kInt, kString, kIds };
+
+struct FieldSpec {
+  const char* name;
+  Type type;
+};
+
+bool has_type(const json& v, Type type) {
+  switch (type) {
+    case Type::kBool:
+      return v.is_boolean();
+    case Type::kInt:
+      return v.is_number_integer();
+    case Type::kString:
+      return v.is_string();
+    case Type::kIds:
+      return v.is_array() &&
+             std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_number_integer(); });
+  }
+  return false;
+}
+
+const char* type_name(Type type) {
+  switch (type) {
+    case Type::kBool:
+      return "true or false";
+    case Type::kInt:
+      return "a whole number";
+    case Type::kString:
+      return "a string";
+    case Type::kIds:
+      return "an array of task ids";
+  }
+  return "?";
+}
+
+// Parses a request body, refusing malformed JSON, unknown fields and fields of the wrong type,
+// each with the field's name.
+Result<json> parse_body(const HttpRequest& req, std::initializer_list<FieldSpec> fields) {
   json j;
   try {
     j = req.body.empty() ? json::object() : json::parse(req.body);
@@ -31,10 +71,14 @@ Result<json> parse_body(const HttpRequest& req, std::initializer_list<const char
   }
   if (!j.is_object()) return make_error(Code::kInvalidArgument, "the body must be a JSON object");
   for (const auto& [key, value] : j.items()) {
-    bool known = false;
-    for (const char* a : allowed) known = known || key == a;
-    if (!known) {
+    auto spec = std::find_if(fields.begin(), fields.end(),
+                             [&key](const FieldSpec& f) { return key == f.name; });
+    if (spec == fields.end()) {
       return make_error(Code::kInvalidArgument, fmt::format("{}: unknown field", key), key);
+    }
+    if (!has_type(value, spec->type)) {
+      return make_error(Code::kInvalidArgument,
+                        fmt::format("{}: expected {}", key, type_name(spec->type)), key);
     }
   }
   return j;
@@ -207,7 +251,7 @@ void log(ApiContext& c, const HttpRequest& req, Responder respond) {
 }
 
 void cancel(ApiContext& c, const HttpRequest& req, Responder respond) {
-  auto j = parse_body(req, {"ids"});
+  auto j = parse_body(req, {{"ids", Type::kIds}});
   if (!j) return respond(error_response(j.error()));
   auto ids = ids_field(*j);
   if (!ids) return respond(error_response(ids.error()));
@@ -217,7 +261,8 @@ void cancel(ApiContext& c, const HttpRequest& req, Responder respond) {
 }
 
 void retry(ApiContext& c, const HttpRequest& req, Responder respond) {
-  auto j = parse_body(req, {"ids", "failed", "queue"});
+  auto j =
+      parse_body(req, {{"ids", Type::kIds}, {"failed", Type::kBool}, {"queue", Type::kString}});
   if (!j) return respond(error_response(j.error()));
   auto ids = ids_field(*j);
   if (!ids) return respond(error_response(ids.error()));
@@ -228,7 +273,7 @@ void retry(ApiContext& c, const HttpRequest& req, Responder respond) {
 }
 
 void clean(ApiContext& c, const HttpRequest& req, Responder respond) {
-  auto j = parse_body(req, {"older_than"});
+  auto j = parse_body(req, {{"older_than", Type::kString}});
   if (!j) return respond(error_response(j.error()));
   int64_t older_than = 0;
   if (j->contains("older_than")) {
@@ -242,7 +287,10 @@ void clean(ApiContext& c, const HttpRequest& req, Responder respond) {
 }
 
 void wait(ApiContext& c, const HttpRequest& req, Responder respond) {
-  auto j = parse_body(req, {"ids", "all", "wait_id", "timeout_ms"});
+  auto j = parse_body(req, {{"ids", Type::kIds},
+                            {"all", Type::kBool},
+                            {"wait_id", Type::kInt},
+                            {"timeout_ms", Type::kInt}});
   if (!j) return respond(error_response(j.error()));
   auto ids = ids_field(*j);
   if (!ids) return respond(error_response(ids.error()));
@@ -300,7 +348,7 @@ void restart(ApiContext& c, const HttpRequest& req, Responder respond) {
 }
 
 void scale(ApiContext& c, const HttpRequest& req, Responder respond) {
-  auto j = parse_body(req, {"workers"});
+  auto j = parse_body(req, {{"workers", Type::kInt}});
   if (!j) return respond(error_response(j.error()));
   int n = -1;
   try {
@@ -335,7 +383,7 @@ void queue_change(ApiContext& c, const HttpRequest& req, Responder respond,
                   std::optional<bool> paused) {
   std::optional<int> limit;
   if (!paused) {
-    auto j = parse_body(req, {"limit"});
+    auto j = parse_body(req, {{"limit", Type::kInt}});
     if (!j) return respond(error_response(j.error()));
     try {
       limit = j->value("limit", 0);
@@ -346,6 +394,7 @@ void queue_change(ApiContext& c, const HttpRequest& req, Responder respond,
           {Code::kInvalidArgument, "limit: expected a number (0 for no limit)", "limit"}));
     }
   }
+  if (auto v = validate_queue_name(req.params[0]); !v) return respond(error_response(v.error()));
   if (auto r = c.engine.set_queue(req.params[0], paused, limit); !r) {
     return respond(error_response(r.error()));
   }
@@ -362,7 +411,7 @@ void status(ApiContext& c, const HttpRequest&, Responder respond) {
 }
 
 void stop(ApiContext& c, const HttpRequest& req, Responder respond) {
-  auto j = parse_body(req, {"grace"});
+  auto j = parse_body(req, {{"grace", Type::kString}, {"restart", Type::kBool}});
   if (!j) return respond(error_response(j.error()));
   int64_t grace = 10'000;
   if (j->contains("grace")) {
@@ -370,8 +419,9 @@ void stop(ApiContext& c, const HttpRequest& req, Responder respond) {
     if (!d) return respond(error_response(d.error()));
     grace = *d;
   }
-  respond(ok(json{{"stopping", true}, {"grace_ms", grace}}));
-  c.stop(grace);
+  bool restart = j->value("restart", false);
+  respond(ok(json{{"stopping", true}, {"grace_ms", grace}, {"restart", restart}}));
+  c.stop(grace, restart ? StopMode::kDetach : StopMode::kDrain);
 }
 
 json event_json(const Event& e) {

@@ -14,6 +14,10 @@
 
 namespace rota {
 
+// kDrain: running tasks get a grace, then are handed back. kDetach (restart): workers keep
+// their tasks and reattach to the next daemon.
+enum class StopMode { kDrain, kDetach };
+
 struct ApiContext {
   Engine& engine;
   Store& store;
@@ -26,7 +30,7 @@ struct ApiContext {
   std::string logs_dir;
   int64_t started_at_ms = 0;
   const Config& config;
-  std::function<void(int64_t grace_ms)> stop;
+  std::function<void(int64_t grace_ms, StopMode mode)> stop;
   boost::asio::io_context& io;
   std::function<int64_t()> loop_lag_ms;
 };

@@ -15,6 +15,7 @@
 #include "cli/output.h"
 #include "core/duration.h"
 #include "core/home.h"
+#include "core/task.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "worker/command_worker.h"
@@ -122,6 +123,17 @@ int daemon_stop(const Globals& g, const DaemonFlags& f) {
   return 0;
 }
 
+// Restarts the daemon without stopping a task: workers keep their tasks and reattach.
+int daemon_restart(const Globals& g, const DaemonFlags& f) {
+  Client client = make_client(g);
+  if (client.connect_existing()) {
+    auto r = client.call("POST", "/v1/daemon/stop", json{{"restart", true}});
+    if (!r) return report(r.error());
+    await_exit(client.home());
+  }
+  return daemon_start(g, f);
+}
+
 int daemon_status(const Globals& g) {
   Client client = make_client(g);
   if (auto r = client.connect_existing(); !r) {
@@ -212,6 +224,7 @@ int queue(const Globals& g, const std::string& verb, const std::string& name,
     return 0;
   }
   if (name.empty()) return report({Code::kInvalidArgument, "name the queue", {}});
+  if (auto v = validate_queue_name(name); !v) return report(v.error());
   json body = json::object();
   if (verb == "limit") {
     if (limit.size() != 1 || limit[0] < 0) {
@@ -253,6 +266,10 @@ void add_admin_commands(CLI::App& app, Globals& g, Action& action) {
   CLI::App* stop = daemon->add_subcommand("stop", "Stop: running tasks may finish within --grace");
   stop->add_option("--grace", f->grace, "How long running tasks may finish (default 10s)");
   stop->callback([&g, &action, f] { action = [&g, f] { return daemon_stop(g, *f); }; });
+  CLI::App* restart = daemon->add_subcommand(
+      "restart", "Restart the daemon; running tasks go on and their workers reattach");
+  add_daemon_flags(restart, *f);
+  restart->callback([&g, &action, f] { action = [&g, f] { return daemon_restart(g, *f); }; });
   CLI::App* status = daemon->add_subcommand("status", "Is a daemon running, and how is it");
   add_json_flag(status, g);
   status->callback([&g, &action] { action = [&g] { return daemon_status(g); }; });
@@ -290,7 +307,12 @@ void add_admin_commands(CLI::App& app, Globals& g, Action& action) {
   worker->add_option("--fd", wo->fd);
   worker->add_option("--heartbeat", wo->heartbeat_ms);
   worker->group("");
-  worker->callback([&action, wo] { action = [wo] { return run_command_worker(*wo); }; });
+  worker->callback([&g, &action, wo] {
+    action = [&g, wo] {
+      wo->reattach_socket = home_at(resolve_home_dir(g.home)).dir + "/worker.sock";
+      return run_command_worker(*wo);
+    };
+  });
 }
 
 }  // namespace rota::cli

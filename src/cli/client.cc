@@ -145,6 +145,7 @@ Status start_daemon(const Home& home, const StartOptions& options) {
   posix_spawn_file_actions_addopen(&actions, 1, home.daemon_log.c_str(),
                                    O_WRONLY | O_CREAT | O_APPEND, 0600);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);

@@ -85,7 +85,8 @@ struct Check {
 int64_t dir_bytes(const std::string& dir) {
   int64_t total = 0;
   std::error_code ec;
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
     std::error_code size_ec;
     auto size = it->file_size(size_ec);
     if (!size_ec) total += static_cast<int64_t>(size);
@@ -116,19 +117,22 @@ int doctor(const Globals& g) {
   if (client.connect_existing()) {
     if (auto r = client.call("GET", "/v1/health")) h = *r;
   }
-  checks.push_back({h.has_value(), h ? fmt::format("the daemon answers (pid {})", (*h)["pid"].get<int>())
-                                     : "the daemon answers on " + home.socket,
+  checks.push_back({h.has_value(),
+                    h ? fmt::format("the daemon answers (pid {})", (*h)["pid"].get<int>())
+                      : "the daemon answers on " + home.socket,
                     "start it: rota daemon start (its log: " + home.daemon_log + ")"});
   if (h) {
     int64_t lag = (*h)["loop_lag_ms"];
-    checks.push_back({lag < kLagLimitMs, fmt::format("event-loop lag is {} ms (limit {} ms)", lag, kLagLimitMs),
-                      "the daemon's loop is blocked or starved: see its log, and the machine's load"});
+    checks.push_back(
+        {lag < kLagLimitMs, fmt::format("event-loop lag is {} ms (limit {} ms)", lag, kLagLimitMs),
+         "the daemon's loop is blocked or starved: see its log, and the machine's load"});
   }
   bool store_exists = fs::exists(home.store);
   if (store_exists) {
     auto ok = SqliteStore::check(home.store);
     checks.push_back({ok.has_value(),
-                      ok ? fmt::format("store {} passes its integrity check (schema {})", home.store, kSchemaVersion)
+                      ok ? fmt::format("store {} passes its integrity check (schema {})",
+                                       home.store, kSchemaVersion)
                          : ok.error().message,
                       "move the file aside and restore a backup; rota never empties a store"});
   } else {
@@ -149,13 +153,15 @@ int doctor(const Globals& g) {
   struct statvfs vfs {};
   if (::statvfs(home.dir.c_str(), &vfs) == 0) {
     int64_t free_bytes = static_cast<int64_t>(vfs.f_bavail) * static_cast<int64_t>(vfs.f_frsize);
-    checks.push_back({free_bytes >= kMinFreeBytes, fmt::format("{} free in {}", bytes(free_bytes), home.dir),
+    checks.push_back({free_bytes >= kMinFreeBytes,
+                      fmt::format("{} free in {}", bytes(free_bytes), home.dir),
                       "free some disk: rota clean --older-than 7d removes old tasks and logs"});
   }
   int64_t logs = dir_bytes(home.logs);
   checks.push_back({logs < kLogWarnBytes, fmt::format("task logs take {}", bytes(logs)),
                     "rota clean --older-than 7d"});
-  bool perms = mode_is(home.dir, 0700) && (!fs::exists(home.socket) || mode_is(home.socket, 0600)) &&
+  bool perms = mode_is(home.dir, 0700) &&
+               (!fs::exists(home.socket) || mode_is(home.socket, 0600)) &&
                (!store_exists || mode_is(home.store, 0600));
   checks.push_back({perms, "home is 0700, socket and store 0600",
                     fmt::format("chmod 700 {0}; chmod 600 {0}/rota.db {0}/rota.sock", home.dir)});
@@ -182,7 +188,8 @@ int doctor(const Globals& g) {
   }
   if (g.json) {
     json out = json::array();
-    for (const Check& c : checks) out.push_back({{"ok", c.ok}, {"check", c.what}, {"fix", c.ok ? "" : c.fix}});
+    for (const Check& c : checks)
+      out.push_back({{"ok", c.ok}, {"check", c.what}, {"fix", c.ok ? "" : c.fix}});
     fmt::print("{}\n", out.dump(2));
   }
   return all_ok ? 0 : 1;
@@ -191,11 +198,13 @@ int doctor(const Globals& g) {
 // ---- events ----------------------------------------------------------------------------
 
 void print_event(const json& e) {
-  std::string subject = !e["task"].is_null() ? "task " + cell(e["task"])
+  std::string subject = !e["task"].is_null()     ? "task " + cell(e["task"])
                         : !e["worker"].is_null() ? "worker " + cell(e["worker"])
                                                  : e["kind"].get<std::string>();
-  std::string change = e["from"].is_null() ? "" : fmt::format(" {} -> {}", cell(e["from"]), cell(e["to"]));
-  std::string by = !e["task"].is_null() && !e["worker"].is_null() ? " on worker " + cell(e["worker"]) : "";
+  std::string change =
+      e["from"].is_null() ? "" : fmt::format(" {} -> {}", cell(e["from"]), cell(e["to"]));
+  std::string by =
+      !e["task"].is_null() && !e["worker"].is_null() ? " on worker " + cell(e["worker"]) : "";
   std::string detail = e["detail"].get<std::string>();
   fmt::print("{}  {}{}{}{}\n", e["at"].get<std::string>(), subject, change, by,
              detail.empty() ? "" : "  " + detail);
@@ -233,11 +242,13 @@ int restart(const Globals& g, int64_t worker) {
 }  // namespace
 
 void add_health_commands(CLI::App& app, Globals& g, Action& action) {
-  CLI::App* h = app.add_subcommand("health", "The daemon, store, pool, queues and recent alerts; exit 1 if degraded");
+  CLI::App* h = app.add_subcommand(
+      "health", "The daemon, store, pool, queues and recent alerts; exit 1 if degraded");
   add_json_flag(h, g);
   h->callback([&g, &action] { action = [&g] { return health(g); }; });
 
-  CLI::App* d = app.add_subcommand("doctor", "Check everything, even with the daemon down; exit 1 if anything is wrong");
+  CLI::App* d = app.add_subcommand(
+      "doctor", "Check everything, even with the daemon down; exit 1 if anything is wrong");
   add_json_flag(d, g);
   d->callback([&g, &action] { action = [&g] { return doctor(g); }; });
 
@@ -247,10 +258,13 @@ void add_health_commands(CLI::App& app, Globals& g, Action& action) {
   e->add_flag("-f,--follow", *follow, "Keep printing new events");
   e->add_option("--last", *last, "Start with the last N events (default 50)");
   add_json_flag(e, g);
-  e->callback([&g, &action, follow, last] { action = [&g, follow, last] { return events(g, *follow, *last); }; });
+  e->callback([&g, &action, follow, last] {
+    action = [&g, follow, last] { return events(g, *follow, *last); };
+  });
 
   auto worker = std::make_shared<int64_t>(0);
-  CLI::App* r = app.add_subcommand("restart", "Restart a worker (its task is retried), or a given-up slot by its last worker");
+  CLI::App* r = app.add_subcommand(
+      "restart", "Restart a worker (its task is retried), or a given-up slot by its last worker");
   r->add_option("worker", *worker, "Worker id (see rota workers)")->required();
   r->callback([&g, &action, worker] { action = [&g, worker] { return restart(g, *worker); }; });
 }

@@ -27,8 +27,13 @@ std::string resolve_home_dir(const std::string& flag) {
 }
 
 Home home_at(const std::string& dir) {
-  return Home{dir,           dir + "/rota.sock", dir + "/rota.db",
-              dir + "/logs", dir + "/rota.lock", dir + "/daemon.log"};
+  return Home{.dir = dir,
+              .socket = dir + "/rota.sock",
+              .store = dir + "/rota.db",
+              .logs = dir + "/logs",
+              .lock = dir + "/rota.lock",
+              .daemon_log = dir + "/daemon.log",
+              .worker_socket = dir + "/worker.sock"};
 }
 
 }  // namespace rota

@@ -7,11 +7,12 @@ namespace rota {
 
 struct Home {
   std::string dir;
-  std::string socket;      // rota.sock: the API
-  std::string store;       // rota.db: the SQLite store
-  std::string logs;        // logs/<task id>.log
-  std::string lock;        // rota.lock: held by the running daemon
-  std::string daemon_log;  // daemon.log: the daemon's own log when started in the background
+  std::string socket;         // rota.sock: the API
+  std::string store;          // rota.db: the SQLite store
+  std::string logs;           // logs/<task id>.log
+  std::string lock;           // rota.lock: held by the running daemon
+  std::string daemon_log;     // daemon.log: the daemon's own log when started in the background
+  std::string worker_socket;  // worker.sock: where workers reattach after a daemon restart
 };
 
 // `flag` if given, else $ROTA_HOME, else $XDG_DATA_HOME/rota, else ~/.local/share/rota.

@@ -106,11 +106,7 @@ Status validate_spec(const TaskSpec& spec) {
   if (c.cwd.empty() || c.cwd.front() != '/') {
     return invalid(fmt::format("--cwd: \"{}\" is not an absolute path", c.cwd), "cwd");
   }
-  if (!valid_name(spec.queue)) {
-    return invalid(
-        fmt::format("--queue: \"{}\" is not a queue name (letters, digits, - _ .)", spec.queue),
-        "queue");
-  }
+  if (auto r = validate_queue_name(spec.queue); !r) return r;
   if (spec.retries < 0 || spec.retries > 1000) {
     return invalid("--retries: must be between 0 and 1000", "retries");
   }
@@ -125,6 +121,13 @@ Status validate_spec(const TaskSpec& spec) {
     }
   }
   return {};
+}
+
+Status validate_queue_name(std::string_view name) {
+  if (valid_name(name)) return {};
+  return make_error(
+      Code::kInvalidArgument,
+      fmt::format("--queue: \"{}\" is not a queue name (letters, digits, - _ .)", name), "queue");
 }
 
 Status validate_cwd(const std::string& cwd) {

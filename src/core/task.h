@@ -116,6 +116,8 @@ TaskState state_after_attempt(const Task& task, Outcome outcome);
 // Checks a spec for what can be checked without I/O: a command, an absolute cwd, names and
 // numbers in range. The message names the flag to fix.
 Status validate_spec(const TaskSpec& spec);
+// A queue name: 1 to 64 letters, digits, '-', '_' or '.'.
+Status validate_queue_name(std::string_view name);
 // Checks that the directory exists (one stat; batches check each distinct cwd once).
 Status validate_cwd(const std::string& cwd);
 

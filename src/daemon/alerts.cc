@@ -80,6 +80,7 @@ void Alerts::run_hook(const std::string& line) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in[0], 0);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   posix_spawnattr_setpgroup(&attr, 0);
@@ -104,25 +105,29 @@ void Alerts::run_hook(const std::string& line) {
   ++running_hooks_;
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   auto fd = std::make_shared<asio::posix::stream_descriptor>(io_, pidfd);
-  auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(hook_timeout_ms_));
+  auto timer =
+      std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(hook_timeout_ms_));
   timer->async_wait([pid, this](const boost::system::error_code& ec) {
     if (ec) return;
     ::kill(-pid, SIGKILL);
-    if (sink_) sink_("alert_hook", fmt::format("alert_command timed out after {} ms: killed", hook_timeout_ms_));
+    if (sink_)
+      sink_("alert_hook",
+            fmt::format("alert_command timed out after {} ms: killed", hook_timeout_ms_));
   });
-  fd->async_wait(asio::posix::descriptor_base::wait_read,
-                 [this, fd, timer, pid](const boost::system::error_code&) {
-                   timer->cancel();
-                   int status = 0;
-                   ::waitpid(pid, &status, 0);
-                   --running_hooks_;
-                   bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-                   if (!ok && sink_) {
-                     sink_("alert_hook", WIFEXITED(status)
-                                             ? fmt::format("alert_command exited with status {}", WEXITSTATUS(status))
-                                             : fmt::format("alert_command killed by signal {}", WTERMSIG(status)));
-                   }
-                 });
+  fd->async_wait(asio::posix::descriptor_base::wait_read, [this, fd, timer,
+                                                           pid](const boost::system::error_code&) {
+    timer->cancel();
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    --running_hooks_;
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok && sink_) {
+      sink_("alert_hook",
+            WIFEXITED(status)
+                ? fmt::format("alert_command exited with status {}", WEXITSTATUS(status))
+                : fmt::format("alert_command killed by signal {}", WTERMSIG(status)));
+    }
+  });
 }
 
 }  // namespace rota

@@ -3,9 +3,9 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <toml++/toml.h>
 #include <array>
 #include <charconv>
-#include <toml++/toml.h>
 #include <variant>
 
 #include "core/duration.h"
@@ -57,21 +57,25 @@ Status set_config(Config& config, const std::string& key, const std::string& val
                   const std::string& origin) {
   const Key* k = find_key(key);
   if (!k) {
-    return std::unexpected(bad(origin, key, "unknown key (known: heartbeat_interval, slow_after, "
-                                            "unresponsive_after, dead_after, max_restarts, "
-                                            "restart_window, poison_after, reattach_grace, "
-                                            "stall_after, alert_command, workers)"));
+    return std::unexpected(bad(origin, key,
+                               "unknown key (known: heartbeat_interval, slow_after, "
+                               "unresponsive_after, dead_after, max_restarts, "
+                               "restart_window, poison_after, reattach_grace, "
+                               "stall_after, alert_command, workers)"));
   }
   if (auto* ms = std::get_if<int64_t Config::*>(&k->field)) {
     auto d = parse_duration_ms(value, key);
-    if (!d) return std::unexpected(bad(origin, key, fmt::format("\"{}\" is not a duration (try 500ms, 5s, 10m)", value)));
+    if (!d)
+      return std::unexpected(
+          bad(origin, key, fmt::format("\"{}\" is not a duration (try 500ms, 5s, 10m)", value)));
     if (*d <= 0) return std::unexpected(bad(origin, key, "must be more than 0"));
     config.*(*ms) = *d;
   } else if (auto* count = std::get_if<int Config::*>(&k->field)) {
     int n = 0;
     auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
     if (ec != std::errc() || p != value.data() + value.size() || n < 0 || n > 100'000) {
-      return std::unexpected(bad(origin, key, fmt::format("\"{}\" is not a whole number from 0", value)));
+      return std::unexpected(
+          bad(origin, key, fmt::format("\"{}\" is not a whole number from 0", value)));
     }
     config.*(*count) = n;
   } else {
@@ -114,7 +118,8 @@ Status finish_config(Config& c, const std::map<std::string, std::string>& flags)
   }
   if (c.unresponsive_after_ms <= c.heartbeat_interval_ms) {
     return make_error(Code::kInvalidArgument,
-                      "unresponsive_after must be longer than heartbeat_interval", "unresponsive_after");
+                      "unresponsive_after must be longer than heartbeat_interval",
+                      "unresponsive_after");
   }
   if (c.dead_after_ms <= c.unresponsive_after_ms) {
     return make_error(Code::kInvalidArgument, "dead_after must be longer than unresponsive_after",

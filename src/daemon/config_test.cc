@@ -27,8 +27,9 @@ TEST(Config, MissingFileGivesDefaults) {
 
 // Keys are read with their units; flags override the file.
 TEST(Config, FileThenFlags) {
-  auto path = write_file("heartbeat_interval = \"200ms\"\nmax_restarts = 2\n"
-                         "alert_command = \"logger rota\"\n");
+  auto path = write_file(
+      "heartbeat_interval = \"200ms\"\nmax_restarts = 2\n"
+      "alert_command = \"logger rota\"\n");
   auto c = load_config(path);
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->heartbeat_interval_ms, 200);

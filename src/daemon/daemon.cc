@@ -109,9 +109,17 @@ int run_daemon(const DaemonOptions& o) {
 
   bool stopping = false;
   asio::steady_timer deadline(io);
-  auto stop = [&](int64_t grace_ms) {
+  auto stop = [&](int64_t grace_ms, StopMode mode) {
     if (stopping) return;
     stopping = true;
+    if (mode == StopMode::kDetach) {
+      // rota daemon restart: running tasks stay with their workers, which reattach.
+      spdlog::info("restarting: workers keep their tasks and reattach to the next daemon");
+      engine.stop_dispatching();
+      pool.detach();
+      committer.after_commit([&](const Status&) { io.stop(); });
+      return;
+    }
     spdlog::info("stopping: running tasks have {} ms to finish", grace_ms);
     engine.stop_dispatching();
     pool.shutdown(grace_ms, [&] { committer.after_commit([&](const Status&) { io.stop(); }); });
@@ -154,16 +162,20 @@ int run_daemon(const DaemonOptions& o) {
 
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (!ec) stop(o.stop_grace_ms);
+    if (!ec) stop(o.stop_grace_ms, StopMode::kDrain);
   });
 
   spdlog::info("rota {} daemon pid {}: home {}, store {}, socket {}, {} workers", ROTA_VERSION,
                ::getpid(), home.dir, home.store, home.socket, workers);
-  pool.scale(workers);
+  if (auto r = pool.listen_reattach(home.worker_socket); !r) return fail(r.error());
+  int reserved = std::min(workers, engine.awaiting_reattach());
+  pool.scale(workers, reserved);
+  engine.await_reattach(config->reattach_grace_ms, [&] { pool.fill_reserved(); });
   io.run();
 
   server.close();
   ::unlink(home.socket.c_str());
+  ::unlink(home.worker_socket.c_str());
   spdlog::info("stopped");
   return 0;
 }

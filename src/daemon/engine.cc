@@ -38,6 +38,7 @@ Engine::Engine(asio::io_context& io, Store& store, Committer& committer, const C
       committer_(committer),
       clock_(clock),
       options_(std::move(options)),
+      reattach_timer_(io),
       wake_timer_(io),
       rng_(std::random_device{}()) {
   committer_.set_before_commit([this] { dispatch(); });
@@ -53,17 +54,19 @@ Status Engine::recover() {
   if (!counts) return std::unexpected(counts.error());
   for (const auto& c : *counts) counts_[c.queue][static_cast<int>(c.state)] = c.count;
 
+  // What was running when the previous daemon went away waits for its worker to reattach.
   auto running = store_.tasks_in_state(TaskState::kRunning);
   if (!running) return std::unexpected(running.error());
   for (const Task& t : *running) {
     running_[t.id] = {t.worker.value_or(0), t.token, t};
     ++running_by_queue_[t.queue];
-    TRY(end_attempt(t.id, Outcome::kDaemonLost, std::nullopt, std::nullopt,
-                    "daemon_lost: the daemon stopped while the task ran", true));
+    awaiting_reattach_.insert(t.id);
   }
   if (!running->empty()) {
-    spdlog::warn("recovery: {} task(s) were running when the previous daemon died",
-                 running->size());
+    spdlog::info(
+        "recovery: {} task(s) were running when the previous daemon stopped; waiting "
+        "for their workers to reattach",
+        running->size());
   }
   auto next = store_.next_run_after();
   if (!next) return std::unexpected(next.error());
@@ -266,6 +269,55 @@ void Engine::on_worker_lost(int64_t worker, int64_t task, const std::string& tok
   if (!r) spdlog::error("task {}: {}", task, r.error().message);
 }
 
+void Engine::await_reattach(int64_t grace_ms, std::function<void()> done) {
+  reattach_done_ = std::move(done);
+  if (awaiting_reattach_.empty()) return finish_reattach();
+  reattach_timer_.expires_after(std::chrono::milliseconds(grace_ms));
+  reattach_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) finish_reattach();
+  });
+}
+
+// The grace is over (or everyone came back): what no worker claimed was lost with the daemon.
+void Engine::finish_reattach() {
+  reattach_timer_.cancel();
+  auto lost = std::move(awaiting_reattach_);
+  awaiting_reattach_.clear();
+  for (int64_t id : lost) {
+    auto r =
+        end_attempt(id, Outcome::kDaemonLost, std::nullopt, std::nullopt,
+                    "daemon_lost: its worker did not come back after the daemon restarted", true);
+    if (!r) spdlog::error("task {}: {}", id, r.error().message);
+  }
+  if (!lost.empty())
+    spdlog::warn("recovery: {} task(s) lost with the previous daemon", lost.size());
+  if (reattach_done_) {
+    auto done = std::move(reattach_done_);
+    reattach_done_ = nullptr;
+    done();
+  }
+}
+
+bool Engine::on_worker_reattach(int64_t worker, int64_t task, const std::string& token) {
+  auto it = running_.find(task);
+  bool ours = task != 0 && awaiting_reattach_.count(task) && it != running_.end() &&
+              it->second.worker == worker && it->second.token == token;
+  if (committer_.write()) {
+    (void)append_event({clock_.now_ms(), "worker", task, worker, "", "",
+                        ours ? "reattached after a daemon restart"
+                             : "reattach refused: not the task's current attempt"});
+  }
+  if (!ours) return false;
+  awaiting_reattach_.erase(task);
+  if (awaiting_reattach_.empty()) {
+    // Not from inside the pool's adoption: the last one back must get its slot first.
+    asio::post(io_, [this] {
+      if (reattach_done_) finish_reattach();
+    });
+  }
+  return true;
+}
+
 void Engine::on_health_change(const HealthChange& c) {
   std::string detail = fmt::format("slot {}{}{}", c.slot, c.detail.empty() ? "" : ": ", c.detail);
   if (committer_.write()) {
@@ -366,6 +418,7 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
   end.to = state_after_attempt(t, outcome);
   if (!accepting_ && outcome == Outcome::kDaemonLost) {
     end.to = TaskState::kQueued;
+    end.handed_back = true;
     end.error.clear();
   } else if (end.to == TaskState::kScheduled) {
     std::uniform_real_distribution<double> unit(0.0, 1.0);

@@ -57,6 +57,12 @@ class Engine final : public PoolListener {
     alerts_ = &alerts;
   }
 
+  // How many attempts recover() found running, still waiting for their workers.
+  int awaiting_reattach() const { return static_cast<int>(awaiting_reattach_.size()); }
+  // Gives those workers `grace_ms` to reattach; then ends the rest as daemon_lost and runs
+  // `done` (the pool fills the slots it kept for them).
+  void await_reattach(int64_t grace_ms, std::function<void()> done);
+
   // Raises `queue_stalled` when tasks are ready but none has started or finished for
   // stall_after. The daemon calls it on its health timer.
   void check_stall(int64_t now_ms);
@@ -94,6 +100,7 @@ class Engine final : public PoolListener {
   void on_worker_lost(int64_t worker, int64_t task, const std::string& token,
                       const std::string& why) override;
   void on_health_change(const HealthChange& change) override;
+  bool on_worker_reattach(int64_t worker, int64_t task, const std::string& token) override;
 
  private:
   struct RunningAttempt {
@@ -121,6 +128,7 @@ class Engine final : public PoolListener {
   void settle_waiters(int64_t task_id, TaskState state);
   void answer(Waiter& waiter);
   void forget(int64_t waiter_id);
+  void finish_reattach();
   Result<EnvPtr> env(int64_t env_id);
   std::string log_path(int64_t task_id) const;
   std::string new_token();
@@ -137,6 +145,9 @@ class Engine final : public PoolListener {
   bool degraded_ = false;
   std::vector<std::function<void()>> event_followers_;
   bool followers_due_ = false;
+  std::set<int64_t> awaiting_reattach_;
+  boost::asio::steady_timer reattach_timer_;
+  std::function<void()> reattach_done_;
   bool accepting_ = true;
   std::map<std::string, StateCounts> counts_;
   std::map<std::string, QueueInfo> queues_;

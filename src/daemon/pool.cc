@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "core/duration.h"
+#include "worker/spawn.h"
 
 extern char** environ;
 
@@ -69,11 +70,14 @@ const char* worker_health_name(WorkerHealth health) {
 struct Pool::Worker {
   Worker(asio::io_context& io, int sock_fd, int pid_fd)
       : socket(io, asio::local::stream_protocol(), sock_fd), pidfd(io, pid_fd) {}
+  Worker(asio::local::stream_protocol::socket s, int pid_fd)
+      : socket(std::move(s)), pidfd(socket.get_executor(), pid_fd) {}
   WorkerView v;
   asio::local::stream_protocol::socket socket;
   asio::posix::stream_descriptor pidfd;
-  asio::streambuf inbuf;
-  std::deque<std::string> outq;
+  // Shared with the pending read, which may complete (aborted) after the worker is gone.
+  std::shared_ptr<std::string> inbuf = std::make_shared<std::string>();
+  std::deque<std::shared_ptr<const std::string>> outq;  // shared with the pending write
   bool writing = false;
   bool leaving = false;  // asked to shut down: not replaced when it exits
   std::string token;
@@ -92,6 +96,7 @@ struct Pool::Slot {
   int restarts = 0;
   int young_deaths = 0;  // in a row
   int64_t last_worker = 0;
+  bool awaiting_reattach = false;  // kept empty for a worker of the previous daemon
   asio::steady_timer timer;
 };
 
@@ -103,6 +108,10 @@ Pool::Pool(asio::io_context& io, PoolOptions options, PoolListener& listener,
       allocate_id_(std::move(allocate_id)) {}
 
 Pool::~Pool() {
+  if (reattach_) {
+    boost::system::error_code ignored;
+    reattach_->close(ignored);
+  }
   for (auto& [id, w] : workers_) {
     if (w->task_group > 0) kill(-w->task_group, SIGKILL);
     kill(w->v.pid, SIGKILL);
@@ -111,9 +120,14 @@ Pool::~Pool() {
 
 // ---- size ------------------------------------------------------------------------------
 
-void Pool::scale(int size) {
+void Pool::scale(int size, int reserved) {
   while (static_cast<int>(slots_.size()) < size) {
     slots_.push_back(std::make_unique<Slot>(io_));
+    if (reserved > 0) {
+      --reserved;
+      slots_.back()->awaiting_reattach = true;
+      continue;
+    }
     spawn(static_cast<int>(slots_.size()) - 1);
   }
   if (static_cast<int>(slots_.size()) <= size) return;
@@ -144,6 +158,7 @@ void Pool::scale(int size) {
 
 void Pool::spawn(int slot) {
   Slot& s = *slots_[static_cast<size_t>(slot)];
+  s.awaiting_reattach = false;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     spdlog::error("pool: socketpair: {}", std::strerror(errno));
@@ -161,6 +176,8 @@ void Pool::spawn(int slot) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, sv[1], 3);
+  // Nothing else of the daemon's (its listening sockets above all) may live on in a worker.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 4);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   posix_spawnattr_setpgroup(&attr, 0);
@@ -203,13 +220,13 @@ void Pool::spawn(int slot) {
 
 void Pool::read(Worker& w) {
   int64_t id = w.v.id;
-  asio::async_read_until(w.socket, w.inbuf, '\n',
-                         [this, id](const boost::system::error_code& ec, size_t n) {
+  auto buffer = w.inbuf;
+  asio::async_read_until(w.socket, asio::dynamic_buffer(*buffer), '\n',
+                         [this, id, buffer](const boost::system::error_code& ec, size_t n) {
                            Worker* w = find(id);
                            if (!w || ec) return;  // the pidfd reports the exit
-                           std::string line(asio::buffers_begin(w->inbuf.data()),
-                                            asio::buffers_begin(w->inbuf.data()) + n - 1);
-                           w->inbuf.consume(n);
+                           std::string line = buffer->substr(0, n - 1);
+                           buffer->erase(0, n);
                            on_line(*w, line);
                            if ((w = find(id))) read(*w);
                          });
@@ -277,7 +294,7 @@ void Pool::send(int64_t worker, const Message& message) {
     // The worker keeps every environment it was sent: send each only once.
     if (!w->envs_sent.insert(m.command->env_id).second) m.command->env = nullptr;
   }
-  w->outq.push_back(encode(m));
+  w->outq.push_back(std::make_shared<const std::string>(encode(m)));
   if (!w->writing) write_next(*w);
 }
 
@@ -288,8 +305,9 @@ void Pool::write_next(Worker& w) {
   }
   w.writing = true;
   int64_t id = w.v.id;
-  asio::async_write(w.socket, asio::buffer(w.outq.front()),
-                    [this, id](const boost::system::error_code& ec, size_t) {
+  auto message = w.outq.front();
+  asio::async_write(w.socket, asio::buffer(*message),
+                    [this, id, message](const boost::system::error_code& ec, size_t) {
                       Worker* w = find(id);
                       if (!w) return;
                       w->outq.pop_front();
@@ -369,8 +387,13 @@ void Pool::on_exit(int64_t id) {
   if (!w) return;
   siginfo_t info{};
   waitid(P_PID, static_cast<id_t>(w->v.pid), &info, WEXITED | WNOHANG);
-  // The task ran in its own process group: it must not outlive its worker.
-  if (w->task_group > 0) kill(-w->task_group, SIGKILL);
+  // The task ran in its own process group: it must not outlive its worker. A worker can die
+  // before it reports that group; then the task is found by its environment.
+  if (w->task_group > 0) {
+    kill(-w->task_group, SIGKILL);
+  } else if (w->v.task) {
+    kill_task_processes(w->v.task);
+  }
   int64_t task = w->v.task;
   std::string token = w->token;
   int slot = w->v.slot;
@@ -473,6 +496,111 @@ void Pool::maybe_done_shutdown() {
   }
 }
 
+// ---- reattach --------------------------------------------------------------------------
+
+Status Pool::listen_reattach(const std::string& path) {
+  ::unlink(path.c_str());
+  try {
+    reattach_ = std::make_unique<asio::local::stream_protocol::acceptor>(
+        io_, asio::local::stream_protocol::endpoint(path));
+  } catch (const std::exception& e) {
+    return make_error(Code::kUnavailable, fmt::format("cannot listen on {}: {}", path, e.what()));
+  }
+  accept_reattach();
+  return {};
+}
+
+void Pool::accept_reattach() {
+  reattach_->async_accept([this](const boost::system::error_code& ec,
+                                 asio::local::stream_protocol::socket socket) {
+    if (ec) return;
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+        cred.uid == ::getuid()) {
+      auto conn = std::make_shared<std::pair<asio::local::stream_protocol::socket, std::string>>(
+          std::move(socket), std::string());
+      asio::async_read_until(conn->first, asio::dynamic_buffer(conn->second), '\n',
+                             [this, conn](const boost::system::error_code& ec, size_t n) {
+                               if (ec) return;
+                               auto hello = decode(std::string_view(conn->second).substr(0, n - 1));
+                               conn->second.erase(0, n);
+                               if (!hello || hello->type != MessageType::kHello) return;
+                               adopt(std::move(conn->first), std::move(conn->second), *hello);
+                             });
+    }
+    accept_reattach();
+  });
+}
+
+// A worker of the previous daemon presents itself. It is adopted if the engine recognises its
+// attempt; otherwise it is told to stop (its late result would be rejected anyway).
+void Pool::adopt(asio::local::stream_protocol::socket socket, std::string buffered,
+                 const Message& hello) {
+  if (find(hello.worker) || hello.pid <= 0) return;
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(hello.pid), 0));
+  if (pidfd < 0) return;
+  auto w = std::make_unique<Worker>(std::move(socket), pidfd);
+  int64_t id = hello.worker;
+  *w->inbuf = std::move(buffered);
+  w->v.id = id;
+  w->v.pid = static_cast<pid_t>(hello.pid);
+  w->v.started_at_ms = wall_ms();
+  w->v.last_heartbeat_ms = w->v.started_at_ms;
+  bool accepted = listener_.on_worker_reattach(id, hello.task, hello.token);
+  if (accepted && hello.task) {
+    w->v.task = hello.task;
+    w->token = hello.token;
+    w->task_started_ms = wall_ms();
+    w->v.health = WorkerHealth::kWorking;
+  } else {
+    w->v.health = WorkerHealth::kIdle;
+  }
+  w->v.slot = -1;
+  for (size_t i = 0; accepted && i < slots_.size(); ++i) {
+    Slot& s = *slots_[i];
+    if (s.worker == 0 && s.awaiting_reattach) {
+      s.awaiting_reattach = false;
+      s.worker = id;
+      s.last_worker = id;
+      w->v.slot = static_cast<int>(i);
+      break;
+    }
+  }
+  Worker& ref = *w;
+  workers_.emplace(id, std::move(w));
+  ref.pidfd.async_wait(asio::posix::descriptor_base::wait_read,
+                       [this, id](const boost::system::error_code& ec) {
+                         if (!ec) on_exit(id);
+                       });
+  if (!accepted || ref.v.slot < 0) {
+    // Not ours, or no room: it finishes (or, if not ours, stops) its task and leaves.
+    ref.leaving = true;
+    send(id, Message{.type = MessageType::kShutdown, .grace_ms = accepted ? kLeaveAfterTaskMs : 0});
+  }
+  spdlog::info(
+      "pool: worker {} (pid {}) reattached{}", id, hello.pid,
+      accepted ? fmt::format(" with task {}", hello.task) : ", not recognised: stopping it");
+  read(ref);
+}
+
+void Pool::fill_reserved() {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i]->worker == 0 && slots_[i]->awaiting_reattach && !stopping_) {
+      spawn(static_cast<int>(i));
+    }
+  }
+}
+
+void Pool::detach() {
+  stopping_ = true;
+  if (reattach_) reattach_->close();
+  for (auto& s : slots_) s->timer.cancel();
+  // Closing the sockets is all: each worker with a task keeps it and reattaches to the next
+  // daemon; an idle one exits.
+  workers_.clear();
+}
+
 // ---- views -----------------------------------------------------------------------------
 
 std::vector<int64_t> Pool::idle_workers() const {
@@ -492,7 +620,7 @@ std::vector<WorkerView> Pool::view() const {
     WorkerView v;
     v.id = s.last_worker;
     v.slot = static_cast<int>(i);
-    v.health = s.state;
+    v.health = s.awaiting_reattach ? WorkerHealth::kRecovering : s.state;
     v.restarts = s.restarts;
     out.push_back(v);
   }

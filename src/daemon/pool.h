@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "worker/protocol.h"
 
 namespace rota {
@@ -69,6 +70,9 @@ class PoolListener {
   virtual void on_worker_lost(int64_t worker, int64_t task, const std::string& token,
                               const std::string& why) = 0;
   virtual void on_health_change(const HealthChange& change) = 0;
+  // A worker of a previous daemon reconnected, running `task` with `token` (0/empty: idle).
+  // True if that attempt is still the task's running attempt: the worker is adopted.
+  virtual bool on_worker_reattach(int64_t worker, int64_t task, const std::string& token) = 0;
 };
 
 struct PoolOptions {
@@ -90,8 +94,16 @@ class Pool {
   ~Pool();
 
   // Grows or shrinks to `size` slots. Shrinking stops idle workers first; a busy worker
-  // leaves after its task.
-  void scale(int size);
+  // leaves after its task. `reserved` new slots stay empty for workers of the previous daemon
+  // to reattach to, until fill_reserved().
+  void scale(int size, int reserved = 0);
+  // Accepts reattaching workers on `path` ($ROTA_HOME/worker.sock).
+  Status listen_reattach(const std::string& path);
+  // Starts workers in the slots no previous worker came back for.
+  void fill_reserved();
+  // Lets go of every worker without stopping it (rota daemon restart): workers with a task
+  // keep running it and reattach to the next daemon.
+  void detach();
   int size() const { return static_cast<int>(slots_.size()); }
 
   // Marks an idle worker as working on `task`; the task message follows with send().
@@ -129,6 +141,9 @@ class Pool {
   Worker* find(int64_t id);
   const Worker* find(int64_t id) const;
   void maybe_done_shutdown();
+  void accept_reattach();
+  void adopt(boost::asio::local::stream_protocol::socket socket, std::string buffered,
+             const Message& hello);
 
   boost::asio::io_context& io_;
   PoolOptions options_;
@@ -138,6 +153,7 @@ class Pool {
   std::function<void()> on_shutdown_;
   std::map<int64_t, std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Slot>> slots_;
+  std::unique_ptr<boost::asio::local::stream_protocol::acceptor> reattach_;
 };
 
 }  // namespace rota

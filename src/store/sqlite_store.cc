@@ -405,8 +405,7 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
         "token = NULL, run_after_ms = ?6, "
         "started_at_ms = CASE WHEN ?7 THEN started_at_ms ELSE NULL END, "
         "finished_at_ms = CASE WHEN ?7 THEN ?8 ELSE NULL END, "
-        "max_attempts = max_attempts + CASE WHEN ?2 = 'queued' THEN 1 ELSE 0 END "
-        "WHERE id = ?1");
+        "max_attempts = max_attempts + ?9 WHERE id = ?1");
     if (!stmt) return std::unexpected(stmt.error());
     bool terminal = is_terminal(e.to);
     stmt->bind(1, e.task_id).bind(2, state_name(e.to)).bind(3, e.exit_code).bind(4, e.signal);
@@ -416,6 +415,7 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
       stmt->bind(5, e.error);
     }
     stmt->bind(6, e.run_after_ms).bind(7, int64_t{terminal}).bind(8, e.finished_at_ms);
+    stmt->bind(9, int64_t{e.handed_back});
     if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("finish attempt"));
   }
   auto stmt = db_->prepare(
@@ -423,7 +423,7 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
       "error = ?7 WHERE task_id = ?1 AND number = ?2");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, e.task_id).bind(2, int64_t{e.attempt}).bind(3, e.finished_at_ms);
-  stmt->bind(4, e.to == TaskState::kQueued ? "interrupted" : outcome_name(e.outcome));
+  stmt->bind(4, e.handed_back ? "interrupted" : outcome_name(e.outcome));
   stmt->bind(5, e.exit_code).bind(6, e.signal).bind(7, e.error);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("finish attempt"));
   return {};

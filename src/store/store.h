@@ -45,6 +45,8 @@ struct AttemptEnd {
   std::string error;
   int64_t finished_at_ms = 0;
   int64_t run_after_ms = 0;  // when `to` is scheduled
+  // A handed-back attempt (the daemon stopped under it) does not count against the task.
+  bool handed_back = false;
 };
 
 struct QueueInfo {

@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,12 +18,17 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "worker/protocol.h"
 #include "worker/spawn.h"
 
 namespace rota {
 namespace {
+
+constexpr int64_t kReattachRetryMs = 100;
+// How long a result is kept for a daemon that does not come back.
+constexpr int64_t kKeepResultMs = 10 * 60'000;
 
 // After a shutdown's grace: SIGTERM, then SIGKILL this much later.
 constexpr int64_t kShutdownKillGraceMs = 2000;
@@ -55,6 +62,9 @@ class CommandWorker {
  private:
   void send(Message message);
   bool read_daemon();  // false when the daemon went away
+  void orphan();       // the daemon went away
+  void try_reattach();
+  bool should_exit() const;
   void handle(const Message& message);
   void start(const Message& message);
   void pump_output(bool drain);
@@ -71,27 +81,91 @@ class CommandWorker {
   std::optional<Running> running_;
   bool shutting_down_ = false;
   int64_t next_heartbeat_mono_ = 0;
-  int64_t shutdown_at_mono_ = 0;  // when shutting down: stop the running task at this time
+  int64_t shutdown_at_mono_ = 0;
+  int fd_ = -1;                // the daemon: the inherited socketpair, or worker.sock later
+  std::vector<Message> held_;  // results kept while no daemon listens
+  int64_t orphan_since_mono_ = 0;
+  int64_t next_reattach_mono_ = 0;  // when shutting down: stop the running task at this time
   std::unordered_map<int64_t, EnvPtr> envs_;  // every environment the daemon sent, by id
 };
 
 void CommandWorker::send(Message message) {
   message.worker = options_.id;
+  bool result = message.type == MessageType::kDone || message.type == MessageType::kFail;
+  if (fd_ < 0) {
+    if (result) held_.push_back(std::move(message));  // delivered after reattaching
+    return;
+  }
   std::string line = encode(message);
   const char* p = line.data();
   size_t left = line.size();
   while (left > 0) {
-    ssize_t n = ::write(options_.fd, p, left);
+    ssize_t n = ::write(fd_, p, left);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // the daemon is gone; read_daemon() will notice
+    if (n <= 0) {
+      orphan();
+      if (result) held_.push_back(std::move(message));
+      return;
+    }
     p += n;
     left -= static_cast<size_t>(n);
   }
 }
 
+void CommandWorker::orphan() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  fd_ = -1;
+  inbuf_.clear();
+  orphan_since_mono_ = mono_ms();
+  next_reattach_mono_ = orphan_since_mono_;
+}
+
+// Connects to the (new) daemon's worker socket and says who it is and what it runs.
+void CommandWorker::try_reattach() {
+  next_reattach_mono_ = mono_ms() + kReattachRetryMs;
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", options_.reattach_socket.c_str());
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return;
+  }
+  fd_ = fd;
+  Message hello{.type = MessageType::kHello};
+  hello.pid = getpid();
+  if (running_) {
+    hello.task = running_->task.task;
+    hello.token = running_->task.token;
+  } else if (!held_.empty()) {
+    hello.task = held_.front().task;
+    hello.token = held_.front().token;
+  }
+  send(hello);
+  if (running_) {
+    Message beat{.type = MessageType::kHeartbeat,
+                 .token = running_->task.token,
+                 .task = running_->task.task};
+    beat.pid = running_->proc.pid;
+    send(beat);
+  }
+  auto held = std::move(held_);
+  held_.clear();
+  for (Message& m : held) send(std::move(m));
+}
+
+// Idle and nobody to report to, or a kept result nobody came for: the worker's work is over.
+bool CommandWorker::should_exit() const {
+  if (shutting_down_ && !running_) return true;
+  if (fd_ >= 0 || running_) return false;
+  return held_.empty() || mono_ms() - orphan_since_mono_ > kKeepResultMs;
+}
+
 bool CommandWorker::read_daemon() {
   char buf[65536];
-  ssize_t n = ::read(options_.fd, buf, sizeof buf);
+  ssize_t n = ::read(fd_, buf, sizeof buf);
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
   if (n <= 0) return false;
   inbuf_.append(buf, static_cast<size_t>(n));
@@ -145,7 +219,7 @@ void CommandWorker::start(const Message& m) {
       command.env = it->second;
     }
   }
-  auto spawned = spawn_command(command);
+  auto spawned = spawn_command(command, m.task, m.attempt);
   if (!spawned) {
     Message fail{.type = MessageType::kFail, .token = m.token, .task = m.task};
     fail.error = spawned.error().message;
@@ -258,6 +332,7 @@ void CommandWorker::finish() {
 int CommandWorker::poll_timeout() const {
   int64_t now = mono_ms();
   int64_t wake = next_heartbeat_mono_;
+  if (fd_ < 0) wake = std::min(wake, next_reattach_mono_);
   if (running_) {
     const Running& r = *running_;
     if (r.kill_reason) {
@@ -282,6 +357,9 @@ void CommandWorker::on_timer() {
       stop_task(FailReason::kCancelled, kShutdownKillGraceMs);
     }
   }
+  if (fd_ < 0 && !options_.reattach_socket.empty() && now >= next_reattach_mono_) {
+    try_reattach();
+  }
   if (now >= next_heartbeat_mono_) {
     Message beat{.type = MessageType::kHeartbeat};
     if (running_) {
@@ -301,24 +379,22 @@ int CommandWorker::run() {
       fault && std::string_view(fault) == "exit-at-start") {
     return 70;
   }
+  fd_ = options_.fd;
   Message hello{.type = MessageType::kHello};
   hello.pid = getpid();
   send(hello);
   next_heartbeat_mono_ = mono_ms() + options_.heartbeat_ms;
-  while (!(shutting_down_ && !running_)) {
-    pollfd fds[3] = {{options_.fd, POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
+  while (!should_exit()) {
+    pollfd fds[3] = {{fd_, POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
     if (running_) {
       fds[1].fd = running_->proc.pidfd;
       fds[2].fd = running_->proc.output;
     }
     int n = ::poll(fds, 3, poll_timeout());
     if (n < 0 && errno != EINTR) return 1;
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      if (!read_daemon()) {
-        // The daemon is gone: no task may go on unsupervised.
-        if (running_) kill_group(SIGKILL);
-        return 0;
-      }
+    if (fd_ >= 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+      // The daemon went away: a running task goes on, and the worker waits for the next one.
+      if (!read_daemon()) orphan();
     }
     if (running_ && running_->proc.output >= 0 && (fds[2].revents & (POLLIN | POLLHUP))) {
       pump_output(false);

@@ -8,8 +8,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <vector>
 
 namespace rota {
@@ -56,7 +59,7 @@ std::string resolve_program(const std::string& name, const Env& env, const std::
   return {};
 }
 
-Result<Spawned> spawn_command(const Command& command) {
+Result<Spawned> spawn_command(const Command& command, int64_t task_id, int attempt) {
   std::vector<std::string> args = command.argv;
   std::string program;
   if (args.empty()) {
@@ -74,7 +77,14 @@ Result<Spawned> spawn_command(const Command& command) {
   argv.push_back(nullptr);
   std::vector<std::string> env_strings;
   if (command.env) {
-    for (const auto& [k, v] : *command.env) env_strings.push_back(k + "=" + v);
+    for (const auto& [k, v] : *command.env) {
+      if (k != "ROTA_TASK_ID" && k != "ROTA_ATTEMPT") env_strings.push_back(k + "=" + v);
+    }
+  }
+  if (task_id) {
+    // The task knows who it is, and so can the daemon find its processes by it.
+    env_strings.push_back(fmt::format("ROTA_TASK_ID={}", task_id));
+    env_strings.push_back(fmt::format("ROTA_ATTEMPT={}", attempt));
   }
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
@@ -88,6 +98,7 @@ Result<Spawned> spawn_command(const Command& command) {
   posix_spawn_file_actions_addopen(&s.actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&s.actions, pipe_fds[1], 1);
   posix_spawn_file_actions_adddup2(&s.actions, pipe_fds[1], 2);
+  posix_spawn_file_actions_addclosefrom_np(&s.actions, 3);  // the worker's socket stays its own
   posix_spawn_file_actions_addchdir_np(&s.actions, command.cwd.c_str());
   sigset_t all, none;
   sigfillset(&all);
@@ -113,6 +124,28 @@ Result<Spawned> spawn_command(const Command& command) {
   }
   fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
   return Spawned{pid, pidfd, pipe_fds[0]};
+}
+
+int kill_task_processes(int64_t task_id) {
+  std::string needle = fmt::format("ROTA_TASK_ID={}", task_id);
+  int killed = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::ifstream in(entry.path() / "environ", std::ios::binary);
+    std::string var;
+    while (std::getline(in, var, '\0')) {
+      if (var != needle) continue;
+      pid_t pid = static_cast<pid_t>(std::stol(name));
+      pid_t group = getpgid(pid);
+      if (group > 0) ::kill(-group, SIGKILL);
+      ::kill(pid, SIGKILL);
+      ++killed;
+      break;
+    }
+  }
+  return killed;
 }
 
 }  // namespace rota

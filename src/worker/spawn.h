@@ -18,8 +18,13 @@ struct Spawned {
 
 // Starts `command` (argv looked up in the command's own PATH, or /bin/sh -c for shell) in
 // `command.cwd`, in a new process group, with exactly `command.env`, default signal
-// dispositions and stdin from /dev/null. The caller owns the returned fds.
-Result<Spawned> spawn_command(const Command& command);
+// dispositions and stdin from /dev/null, plus ROTA_TASK_ID and ROTA_ATTEMPT. Only stdio is
+// inherited. The caller owns the returned fds.
+Result<Spawned> spawn_command(const Command& command, int64_t task_id = 0, int attempt = 0);
+
+// Kills (SIGKILL) the process group of every process whose environment says ROTA_TASK_ID=id.
+// For the rare worker that died before it could report its task's process group.
+int kill_task_processes(int64_t task_id);
 
 // Finds `name` in the PATH of `env` (as execvp would); a name with a slash is returned as is.
 std::string resolve_program(const std::string& name, const Env& env, const std::string& cwd);
