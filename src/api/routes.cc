@@ -117,6 +117,9 @@ json info_json(ApiContext& c) {
               {"socket", c.socket_path},
               {"logs", c.logs_dir},
               {"workers", c.pool.size()},
+              {"autoscale", c.autoscaler.range() ? json{{"min", c.autoscaler.range()->min},
+                                                        {"max", c.autoscaler.range()->max}}
+                                                 : json(nullptr)},
               {"started_at", format_timestamp(c.started_at_ms)},
               {"uptime_ms", c.clock.now_ms() - c.started_at_ms},
               {"healthy", c.committer.health().has_value()},
@@ -347,21 +350,40 @@ void restart(ApiContext& c, const HttpRequest& req, Responder respond) {
   respond(ok(json{{"restarted", *id}}));
 }
 
+// {"workers": N} fixes the size (and ends autoscaling); {"min": N, "max": M} autoscales.
 void scale(ApiContext& c, const HttpRequest& req, Responder respond) {
-  auto j = parse_body(req, {{"workers", Type::kInt}});
+  auto j = parse_body(req, {{"workers", Type::kInt}, {"min", Type::kInt}, {"max", Type::kInt}});
   if (!j) return respond(error_response(j.error()));
-  int n = -1;
-  try {
-    n = j->value("workers", -1);
-  } catch (const json::exception&) {
+  auto bad = [&](const char* message, const char* field) {
+    respond(error_response({Code::kInvalidArgument, message, field}));
+  };
+  if (!c.committer.write()) return respond(error_response(c.committer.health().error()));
+  if (j->contains("min") || j->contains("max")) {
+    int min = j->value("min", 0);
+    int max = j->value("max", 0);
+    if (j->contains("workers")) return bad("give either workers or min and max", "workers");
+    if (min < 0 || max < 1 || max > 1024 || min > max) {
+      return bad("min and max: 0 <= min <= max, 1 <= max <= 1024", "max");
+    }
+    c.autoscaler.set_range(AutoscaleRange{min, max});
+    if (auto r = c.store.put_setting("autoscale", fmt::format("{},{}", min, max)); !r) {
+      return respond(error_response(r.error()));
+    }
+    c.engine.record("autoscale", fmt::format("autoscaling between {} and {} workers", min, max));
+    c.pool.scale(std::clamp(c.pool.size(), min, max));
+    return reply_committed(c.committer, std::move(respond), json{{"min", min}, {"max", max}});
   }
-  if (n < 0 || n > 1024) {
-    return respond(error_response(
-        {Code::kInvalidArgument, "workers: expected a number from 0 to 1024", "workers"}));
+  int n = j->value("workers", -1);
+  if (n < 0 || n > 1024) return bad("workers: expected a number from 0 to 1024", "workers");
+  if (c.autoscaler.range()) {
+    c.autoscaler.set_range(std::nullopt);
+    if (auto r = c.store.put_setting("autoscale", ""); !r)
+      return respond(error_response(r.error()));
   }
+  c.engine.record("autoscale", fmt::format("pool set to {} workers", n));
   c.pool.scale(n);
   c.committer.poke();
-  respond(ok(json{{"workers", n}}));
+  reply_committed(c.committer, std::move(respond), json{{"workers", n}});
 }
 
 void queues(ApiContext& c, const HttpRequest&, Responder respond) {

@@ -6,6 +6,7 @@
 
 #include "api/http_server.h"
 #include "daemon/alerts.h"
+#include "daemon/autoscaler.h"
 #include "daemon/committer.h"
 #include "daemon/config.h"
 #include "daemon/engine.h"
@@ -19,6 +20,7 @@ namespace rota {
 enum class StopMode { kDrain, kDetach };
 
 struct ApiContext {
+  Autoscaler& autoscaler;
   Engine& engine;
   Store& store;
   Committer& committer;

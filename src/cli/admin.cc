@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "core/task.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
+#include "daemon/systemd.h"
 #include "worker/command_worker.h"
 
 namespace rota::cli {
@@ -123,6 +125,25 @@ int daemon_stop(const Globals& g, const DaemonFlags& f) {
   return 0;
 }
 
+// Writes a systemd user unit for this home and says how to enable it.
+int install_service(const Globals& g, const std::string& name) {
+  std::string home = resolve_home_dir(g.home);
+  const char* config = std::getenv("XDG_CONFIG_HOME");
+  const char* user_home = std::getenv("HOME");
+  std::string dir = config && *config
+                        ? std::string(config) + "/systemd/user"
+                        : std::string(user_home ? user_home : "/root") + "/.config/systemd/user";
+  std::string path = fmt::format("{}/{}.service", dir, name);
+  if (auto r = write_file_atomically(path, service_unit(self_exe(), home)); !r) {
+    return report(r.error());
+  }
+  fmt::print(
+      "wrote {}\nenable it with: systemctl --user daemon-reload && systemctl --user enable --now "
+      "{}\n",
+      path, name);
+  return 0;
+}
+
 // Restarts the daemon without stopping a task: workers keep their tasks and reattach.
 int daemon_restart(const Globals& g, const DaemonFlags& f) {
   Client client = make_client(g);
@@ -194,10 +215,22 @@ int workers(const Globals& g) {
   return 0;
 }
 
-int scale(const Globals& g, int n) {
+int scale(const Globals& g, const std::vector<int>& n, std::optional<int> min,
+          std::optional<int> max) {
+  json body;
+  if (min || max) {
+    if (!n.empty() || !min || !max) {
+      return report({Code::kInvalidArgument, "give N, or --min N --max M to autoscale", {}});
+    }
+    body = {{"min", *min}, {"max", *max}};
+  } else if (n.size() == 1) {
+    body = {{"workers", n[0]}};
+  } else {
+    return report({Code::kInvalidArgument, "give N, or --min N --max M to autoscale", {}});
+  }
   Client client = make_client(g);
   if (auto r = client.connect(); !r) return report(r.error());
-  auto r = client.call("POST", "/v1/scale", json{{"workers", n}});
+  auto r = client.call("POST", "/v1/scale", body);
   if (!r) return report(r.error());
   return 0;
 }
@@ -270,6 +303,12 @@ void add_admin_commands(CLI::App& app, Globals& g, Action& action) {
       "restart", "Restart the daemon; running tasks go on and their workers reattach");
   add_daemon_flags(restart, *f);
   restart->callback([&g, &action, f] { action = [&g, f] { return daemon_restart(g, *f); }; });
+  auto unit = std::make_shared<std::string>("rota");
+  CLI::App* install =
+      daemon->add_subcommand("install-service", "Write a systemd user unit for this home");
+  install->add_option("--name", *unit, "Unit name (default rota)");
+  install->callback(
+      [&g, &action, unit] { action = [&g, unit] { return install_service(g, *unit); }; });
   CLI::App* status = daemon->add_subcommand("status", "Is a daemon running, and how is it");
   add_json_flag(status, g);
   status->callback([&g, &action] { action = [&g] { return daemon_status(g); }; });
@@ -282,10 +321,17 @@ void add_admin_commands(CLI::App& app, Globals& g, Action& action) {
   add_json_flag(w, g);
   w->callback([&g, &action] { action = [&g] { return workers(g); }; });
 
-  auto n = std::make_shared<int>(0);
-  CLI::App* s = app.add_subcommand("scale", "Grow or shrink the pool to N workers");
-  s->add_option("n", *n, "Number of workers")->required()->check(CLI::Range(0, 1024));
-  s->callback([&g, &action, n] { action = [&g, n] { return scale(g, *n); }; });
+  auto n = std::make_shared<std::vector<int>>();
+  auto min = std::make_shared<std::optional<int>>();
+  auto max = std::make_shared<std::optional<int>>();
+  CLI::App* s =
+      app.add_subcommand("scale", "Set the pool to N workers, or autoscale with --min/--max");
+  s->add_option("n", *n, "Number of workers")->check(CLI::Range(0, 1024));
+  s->add_option("--min", *min, "Autoscale: never fewer workers than this");
+  s->add_option("--max", *max, "Autoscale: never more workers than this");
+  s->callback([&g, &action, n, min, max] {
+    action = [&g, n, min, max] { return scale(g, *n, *min, *max); };
+  });
 
   auto verb = std::make_shared<std::string>();
   auto name = std::make_shared<std::string>();

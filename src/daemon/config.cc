@@ -32,6 +32,8 @@ const std::array kKeys = {
     Key{"stall_after", &Config::stall_after_ms},
     Key{"alert_command", &Config::alert_command},
     Key{"workers", &Config::workers},
+    Key{"scale_up_wait", &Config::scale_up_wait_ms},
+    Key{"scale_down_idle", &Config::scale_down_idle_ms},
 };
 
 const Key* find_key(const std::string& name) {
@@ -57,11 +59,12 @@ Status set_config(Config& config, const std::string& key, const std::string& val
                   const std::string& origin) {
   const Key* k = find_key(key);
   if (!k) {
-    return std::unexpected(bad(origin, key,
-                               "unknown key (known: heartbeat_interval, slow_after, "
-                               "unresponsive_after, dead_after, max_restarts, "
-                               "restart_window, poison_after, reattach_grace, "
-                               "stall_after, alert_command, workers)"));
+    return std::unexpected(
+        bad(origin, key,
+            "unknown key (known: heartbeat_interval, slow_after, "
+            "unresponsive_after, dead_after, max_restarts, "
+            "restart_window, poison_after, reattach_grace, "
+            "stall_after, alert_command, workers, scale_up_wait, scale_down_idle)"));
   }
   if (auto* ms = std::get_if<int64_t Config::*>(&k->field)) {
     auto d = parse_duration_ms(value, key);

@@ -22,7 +22,9 @@ struct Config {
   int64_t reattach_grace_ms = 10'000;
   int64_t stall_after_ms = 60'000;
   std::string alert_command;
-  int workers = 0;  // 0: the number of CPUs
+  int workers = 0;                      // 0: the number of CPUs
+  int64_t scale_up_wait_ms = 2000;      // autoscaling: grow after a backlog this long
+  int64_t scale_down_idle_ms = 60'000;  // autoscaling: shrink after idleness this long
 };
 
 // Every key, as the file and the flags name it.

@@ -12,6 +12,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
+#include <cstdio>
 #include <functional>
 #include <thread>
 
@@ -20,10 +21,12 @@
 #include "core/clock.h"
 #include "core/home.h"
 #include "daemon/alerts.h"
+#include "daemon/autoscaler.h"
 #include "daemon/committer.h"
 #include "daemon/config.h"
 #include "daemon/engine.h"
 #include "daemon/pool.h"
+#include "daemon/systemd.h"
 #include "store/sqlite_store.h"
 
 namespace rota {
@@ -107,6 +110,16 @@ int run_daemon(const DaemonOptions& o) {
   });
   engine.attach(pool, alerts);
 
+  // The autoscaling range, if one was set, outlives the daemon.
+  Autoscaler autoscaler(config->scale_up_wait_ms, config->scale_down_idle_ms);
+  if (auto saved = (*store)->get_setting("autoscale"); saved && *saved) {
+    int min = 0, max = 0;
+    if (std::sscanf((*saved)->c_str(), "%d,%d", &min, &max) == 2 && max >= min && max > 0) {
+      autoscaler.set_range(AutoscaleRange{min, max});
+      workers = std::clamp(workers, min, max);
+    }
+  }
+
   bool stopping = false;
   asio::steady_timer deadline(io);
   auto stop = [&](int64_t grace_ms, StopMode mode) {
@@ -147,15 +160,39 @@ int run_daemon(const DaemonOptions& o) {
       int64_t now = clock.now_ms();
       pool.check_health(now);
       engine.check_stall(now);
+      notify_watchdog(now);
+      auto change =
+          autoscaler.decide({.now_ms = now,
+                             .size = pool.size(),
+                             .idle = static_cast<int>(pool.idle_workers().size()),
+                             .ready = engine.totals()[static_cast<int>(TaskState::kQueued)]});
+      if (change) {
+        engine.record("autoscale", fmt::format("pool from {} to {} workers: {}", pool.size(),
+                                               change->first, change->second));
+        pool.scale(change->first);
+        committer.poke();
+      }
       health_tick();
     });
   };
   health_tick();
 
   Router router;
-  ApiContext api{
-      engine,      **store,   committer,      pool,    alerts, clock, home.dir,
-      home.socket, home.logs, clock.now_ms(), *config, stop,   io,    [&] { return loop_lag_ms; }};
+  ApiContext api{.autoscaler = autoscaler,
+                 .engine = engine,
+                 .store = **store,
+                 .committer = committer,
+                 .pool = pool,
+                 .alerts = alerts,
+                 .clock = clock,
+                 .home = home.dir,
+                 .socket_path = home.socket,
+                 .logs_dir = home.logs,
+                 .started_at_ms = clock.now_ms(),
+                 .config = *config,
+                 .stop = stop,
+                 .io = io,
+                 .loop_lag_ms = [&] { return loop_lag_ms; }};
   add_routes(router, api);
   HttpServer server(io, router);
   if (auto r = server.listen_unix(home.socket); !r) return fail(r.error());
@@ -171,7 +208,9 @@ int run_daemon(const DaemonOptions& o) {
   int reserved = std::min(workers, engine.awaiting_reattach());
   pool.scale(workers, reserved);
   engine.await_reattach(config->reattach_grace_ms, [&] { pool.fill_reserved(); });
+  notify_ready(fmt::format("{} workers, home {}", workers, home.dir));
   io.run();
+  notify_stopping();
 
   server.close();
   ::unlink(home.socket.c_str());

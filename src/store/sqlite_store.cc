@@ -607,6 +607,24 @@ Result<int64_t> SqliteStore::count_attempts(int64_t task_id, Outcome outcome) {
   return stmt->int64(0);
 }
 
+Result<std::optional<std::string>> SqliteStore::get_setting(const std::string& key) {
+  auto stmt = db_->prepare("SELECT value FROM meta WHERE key = ?1");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, "setting." + key);
+  if (stmt->step() != SQLITE_ROW) return std::optional<std::string>();
+  return std::optional<std::string>(stmt->text(0));
+}
+
+Status SqliteStore::put_setting(const std::string& key, const std::string& value) {
+  auto stmt = db_->prepare(
+      "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+      "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, "setting." + key).bind(2, value);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("put setting"));
+  return {};
+}
+
 Result<int64_t> SqliteStore::next_worker_id() {
   auto stmt = db_->prepare(
       "INSERT INTO meta (key, value) VALUES ('last_worker_id', '1') "

@@ -54,6 +54,8 @@ class SqliteStore final : public Store {
   Result<int64_t> last_event_id() override;
   Result<int64_t> next_worker_id() override;
   Result<int64_t> count_attempts(int64_t task_id, Outcome outcome) override;
+  Result<std::optional<std::string>> get_setting(const std::string& key) override;
+  Status put_setting(const std::string& key, const std::string& value) override;
   std::string path() const override { return path_; }
 
  private:

@@ -127,6 +127,10 @@ class Store {
   // How many of a task's finished attempts ended with `outcome`.
   virtual Result<int64_t> count_attempts(int64_t task_id, Outcome outcome) = 0;
 
+  // Small settings that outlive the daemon (the autoscaling range, say).
+  virtual Result<std::optional<std::string>> get_setting(const std::string& key) = 0;
+  virtual Status put_setting(const std::string& key, const std::string& value) = 0;
+
   // A worker id never handed out before in this store.
   virtual Result<int64_t> next_worker_id() = 0;
 
