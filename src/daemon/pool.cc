@@ -26,7 +26,10 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr int64_t kYoungMs = 10'000;  // a worker that dies younger than this died young
+// A worker that dies before it is ready, or idle this soon after starting, is crash-looping:
+// its replacements are delayed. One that dies running a task is not (poison detection is for
+// tasks that kill their workers).
+constexpr int64_t kYoungMs = 1000;
 constexpr int64_t kFirstRestartDelayMs = 100;
 constexpr int64_t kMaxRestartDelayMs = 30'000;
 constexpr int64_t kLeaveAfterTaskMs = 365LL * 86'400'000;  // "after its task", in practice
@@ -193,7 +196,7 @@ void Pool::spawn(int slot) {
   if (rc != 0) {
     close(sv[0]);
     spdlog::error("pool: cannot start a worker ({}): {}", options_.exe, std::strerror(rc));
-    refill(slot, wall_ms(), 0, fmt::format("cannot start: {}", std::strerror(rc)));
+    refill(slot, wall_ms(), true, fmt::format("cannot start: {}", std::strerror(rc)));
     return;
   }
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
@@ -400,6 +403,8 @@ void Pool::on_exit(int64_t id) {
   bool expected = w->leaving || stopping_;
   int64_t now = wall_ms();
   int64_t lived = now - w->v.started_at_ms;
+  bool crash_loop = w->v.health == WorkerHealth::kStarting ||
+                    (lived < kYoungMs && task == 0 && w->v.tasks_done + w->v.tasks_failed == 0);
   std::string why = !w->killed_because.empty() ? w->killed_because
                     : info.si_code == CLD_EXITED
                         ? fmt::format("worker {} exited with status {}", id, info.si_status)
@@ -417,7 +422,7 @@ void Pool::on_exit(int64_t id) {
   }
   listener_.on_worker_lost(id, task, token, why);
   if (!expected && slot >= 0 && static_cast<size_t>(slot) < slots_.size()) {
-    refill(slot, now, lived, why);
+    refill(slot, now, crash_loop, why);
   }
   maybe_done_shutdown();
 }
@@ -425,14 +430,14 @@ void Pool::on_exit(int64_t id) {
 // Starts a new worker in `slot`: at once after a first death, then with delays doubling from
 // 100 ms to 30 s while workers keep dying young; past max_restarts within restart_window the
 // slot is given up.
-void Pool::refill(int slot, int64_t died_at_ms, int64_t lived_ms, const std::string& why) {
+void Pool::refill(int slot, int64_t died_at_ms, bool crash_loop, const std::string& why) {
   Slot& s = *slots_[static_cast<size_t>(slot)];
   s.restart_times.push_back(died_at_ms);
   while (!s.restart_times.empty() &&
          s.restart_times.front() < died_at_ms - options_.restart_window_ms) {
     s.restart_times.pop_front();
   }
-  s.young_deaths = lived_ms < kYoungMs ? s.young_deaths + 1 : 0;
+  s.young_deaths = crash_loop ? s.young_deaths + 1 : 0;
   if (static_cast<int>(s.restart_times.size()) > options_.max_restarts) {
     s.state = WorkerHealth::kDead;
     set_slot_state(s, WorkerHealth::kGivenUp,

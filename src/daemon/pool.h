@@ -133,7 +133,7 @@ class Pool {
   void read(Worker& w);
   void on_line(Worker& w, std::string_view line);
   void on_exit(int64_t id);
-  void refill(int slot, int64_t died_at_ms, int64_t lived_ms, const std::string& why);
+  void refill(int slot, int64_t died_at_ms, bool crash_loop, const std::string& why);
   void set_health(Worker& w, WorkerHealth to, std::string detail = {});
   void set_slot_state(Slot& s, WorkerHealth to, std::string detail);
   void kill_worker(Worker& w);
