@@ -37,27 +37,6 @@ struct AddFlags {
   std::string cwd;
 };
 
-Result<std::vector<int64_t>> parse_ids(const std::vector<std::string>& items, const char* flag) {
-  std::vector<int64_t> ids;
-  for (const std::string& item : items) {
-    size_t start = 0;
-    while (start <= item.size()) {
-      size_t end = item.find(',', start);
-      if (end == std::string::npos) end = item.size();
-      std::string_view part(item.data() + start, end - start);
-      int64_t id = 0;
-      auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), id);
-      if (part.empty() || ec != std::errc() || p != part.data() + part.size() || id <= 0) {
-        return make_error(Code::kInvalidArgument,
-                          fmt::format("{}: \"{}\" is not a task id", flag, part), flag);
-      }
-      ids.push_back(id);
-      start = end + 1;
-    }
-  }
-  return ids;
-}
-
 Env current_env() {
   Env env;
   for (char** e = environ; *e; ++e) {
@@ -88,7 +67,7 @@ Result<json> options_json(const AddFlags& f) {
     if (!ms) return std::unexpected(ms.error());
     j[key] = *ms;
   }
-  auto after = parse_ids(f.after, "--after");
+  auto after = parse_task_ids(f.after, "--after");
   if (!after) return std::unexpected(after.error());
   if (!after->empty()) j["after"] = *after;
   json labels = json::object();

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
 
 #include "cli/command.h"
@@ -20,6 +21,28 @@ Client make_client(const Globals& g) { return Client(home_at(resolve_home_dir(g.
 
 void add_json_flag(CLI::App* command, Globals& g) {
   command->add_flag("--json", g.json, "Print JSON (field names are stable; see docs/api.md)");
+}
+
+Result<std::vector<int64_t>> parse_task_ids(const std::vector<std::string>& items,
+                                            const char* flag) {
+  std::vector<int64_t> ids;
+  for (const std::string& item : items) {
+    size_t start = 0;
+    while (start <= item.size()) {
+      size_t end = item.find(',', start);
+      if (end == std::string::npos) end = item.size();
+      std::string_view part(item.data() + start, end - start);
+      int64_t id = 0;
+      auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), id);
+      if (part.empty() || ec != std::errc() || p != part.data() + part.size() || id <= 0) {
+        return make_error(Code::kInvalidArgument,
+                          fmt::format("{}: \"{}\" is not a task id", flag, part), flag);
+      }
+      ids.push_back(id);
+      start = end + 1;
+    }
+  }
+  return ids;
 }
 
 bool stdout_is_tty() { return ::isatty(1) == 1; }

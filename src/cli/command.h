@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "cli/client.h"
 #include "core/error.h"
@@ -27,6 +28,10 @@ int report(const Error& error);
 Client make_client(const Globals& globals);
 // Adds `--json` to a read command.
 void add_json_flag(CLI::App* command, Globals& globals);
+
+// Task ids as given on the command line: each item one id or a comma-separated list.
+Result<std::vector<int64_t>> parse_task_ids(const std::vector<std::string>& items,
+                                            const char* flag);
 
 bool stdout_is_tty();
 bool stderr_is_tty();

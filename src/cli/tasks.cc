@@ -18,19 +18,6 @@ namespace {
 
 using nlohmann::json;
 
-Result<std::vector<int64_t>> parse_ids(const std::vector<std::string>& items) {
-  std::vector<int64_t> ids;
-  for (const std::string& s : items) {
-    int64_t id = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), id);
-    if (ec != std::errc() || p != s.data() + s.size() || id <= 0) {
-      return make_error(Code::kInvalidArgument, fmt::format("\"{}\" is not a task id", s));
-    }
-    ids.push_back(id);
-  }
-  return ids;
-}
-
 std::string url_encode(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
@@ -100,7 +87,7 @@ int list(const Globals& g, const ListFlags& f) {
 // ---- show ------------------------------------------------------------------------------
 
 int show(const Globals& g, const std::string& id_text) {
-  auto ids = parse_ids({id_text});
+  auto ids = parse_task_ids({id_text}, "id");
   if (!ids) return report(ids.error());
   Client client = make_client(g);
   if (auto r = client.connect(); !r) return report(r.error());
@@ -164,7 +151,7 @@ void copy_new(int fd, off_t& offset) {
 }
 
 int log(const Globals& g, const std::string& id_text, bool follow) {
-  auto ids = parse_ids({id_text});
+  auto ids = parse_task_ids({id_text}, "id");
   if (!ids) return report(ids.error());
   int64_t id = ids->front();
   Client client = make_client(g);
@@ -197,7 +184,7 @@ int log(const Globals& g, const std::string& id_text, bool follow) {
 
 int wait(const Globals& g, const std::vector<std::string>& id_texts, bool all,
          const std::string& timeout) {
-  auto ids = parse_ids(id_texts);
+  auto ids = parse_task_ids(id_texts, "id");
   if (!ids) return report(ids.error());
   if (ids->empty() && !all) {
     return report({Code::kInvalidArgument, "name the tasks to wait for, or --all", {}});
@@ -262,7 +249,7 @@ int wait(const Globals& g, const std::vector<std::string>& id_texts, bool all,
 // ---- cancel, retry, clean -------------------------------------------------------------
 
 int cancel(const Globals& g, const std::vector<std::string>& id_texts) {
-  auto ids = parse_ids(id_texts);
+  auto ids = parse_task_ids(id_texts, "id");
   if (!ids) return report(ids.error());
   if (ids->empty()) return report({Code::kInvalidArgument, "name the tasks to cancel", {}});
   Client client = make_client(g);
@@ -275,7 +262,7 @@ int cancel(const Globals& g, const std::vector<std::string>& id_texts) {
 
 int retry(const Globals& g, const std::vector<std::string>& id_texts, bool failed,
           const std::string& queue) {
-  auto ids = parse_ids(id_texts);
+  auto ids = parse_task_ids(id_texts, "id");
   if (!ids) return report(ids.error());
   if (ids->empty() != failed) {
     return report({Code::kInvalidArgument, "name the tasks to retry, or use --failed", {}});

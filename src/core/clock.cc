@@ -7,10 +7,12 @@
 
 namespace rota {
 
-int64_t SystemClock::now_ms() const {
+int64_t wall_now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
+
+int64_t SystemClock::now_ms() const { return wall_now_ms(); }
 
 std::string format_timestamp(int64_t ms) {
   time_t seconds = static_cast<time_t>(ms / 1000);

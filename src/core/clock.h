@@ -28,6 +28,9 @@ class FakeClock final : public Clock {
   int64_t now_;
 };
 
+// The wall clock now, in Unix milliseconds (for code that has no Clock to hand).
+int64_t wall_now_ms();
+
 // RFC 3339 UTC with milliseconds: 2026-11-23T07:50:52.123Z.
 std::string format_timestamp(int64_t ms);
 

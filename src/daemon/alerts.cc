@@ -26,11 +26,6 @@ namespace {
 constexpr size_t kKeepRecent = 1000;
 constexpr int kMaxRunningHooks = 4;
 
-int64_t wall_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 }  // namespace
 
 Alerts::Alerts(asio::io_context& io, std::string log_path, std::string command,
@@ -42,7 +37,7 @@ Alerts::Alerts(asio::io_context& io, std::string log_path, std::string command,
       sink_(std::move(sink)) {}
 
 void Alerts::raise(const std::string& kind, const std::string& message, nlohmann::json details) {
-  int64_t now = wall_ms();
+  int64_t now = wall_now_ms();
   nlohmann::json alert = {{"time", format_timestamp(now)}, {"alert", kind}, {"message", message}};
   if (details.is_object()) alert.update(details);
   std::string line = alert.dump() + "\n";

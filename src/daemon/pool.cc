@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/clock.h"
 #include "core/duration.h"
 #include "worker/spawn.h"
 
@@ -33,11 +34,6 @@ constexpr int64_t kYoungMs = 1000;
 constexpr int64_t kFirstRestartDelayMs = 100;
 constexpr int64_t kMaxRestartDelayMs = 30'000;
 constexpr int64_t kLeaveAfterTaskMs = 365LL * 86'400'000;  // "after its task", in practice
-
-int64_t wall_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 bool busy(WorkerHealth h) {
   return h == WorkerHealth::kWorking || h == WorkerHealth::kSlow ||
@@ -196,7 +192,7 @@ void Pool::spawn(int slot) {
   if (rc != 0) {
     close(sv[0]);
     spdlog::error("pool: cannot start a worker ({}): {}", options_.exe, std::strerror(rc));
-    refill(slot, wall_ms(), true, fmt::format("cannot start: {}", std::strerror(rc)));
+    refill(slot, wall_now_ms(), true, fmt::format("cannot start: {}", std::strerror(rc)));
     return;
   }
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
@@ -204,7 +200,7 @@ void Pool::spawn(int slot) {
   w->v.id = id;
   w->v.slot = slot;
   w->v.pid = pid;
-  w->v.started_at_ms = wall_ms();
+  w->v.started_at_ms = wall_now_ms();
   w->v.last_heartbeat_ms = w->v.started_at_ms;
   w->v.restarts = s.restarts;
   s.worker = id;
@@ -241,7 +237,7 @@ void Pool::on_line(Worker& w, std::string_view line) {
     spdlog::warn("pool: worker {}: {}", w.v.id, message.error().message);
     return;
   }
-  w.v.last_heartbeat_ms = wall_ms();
+  w.v.last_heartbeat_ms = wall_now_ms();
   if (w.v.health == WorkerHealth::kUnresponsive) {
     set_health(w, w.token.empty() ? WorkerHealth::kIdle : WorkerHealth::kWorking,
                "heartbeats resumed");
@@ -283,7 +279,7 @@ void Pool::reserve(int64_t worker, int64_t task, const std::string& token, int64
   w->v.task = task;
   w->token = token;
   w->task_group = 0;
-  w->task_started_ms = wall_ms();
+  w->task_started_ms = wall_now_ms();
   w->slow_after_ms = slow_after_ms;
   set_health(*w, WorkerHealth::kWorking);
 }
@@ -401,7 +397,7 @@ void Pool::on_exit(int64_t id) {
   std::string token = w->token;
   int slot = w->v.slot;
   bool expected = w->leaving || stopping_;
-  int64_t now = wall_ms();
+  int64_t now = wall_now_ms();
   int64_t lived = now - w->v.started_at_ms;
   bool crash_loop = w->v.health == WorkerHealth::kStarting ||
                     (lived < kYoungMs && task == 0 && w->v.tasks_done + w->v.tasks_failed == 0);
@@ -550,13 +546,13 @@ void Pool::adopt(asio::local::stream_protocol::socket socket, std::string buffer
   *w->inbuf = std::move(buffered);
   w->v.id = id;
   w->v.pid = static_cast<pid_t>(hello.pid);
-  w->v.started_at_ms = wall_ms();
+  w->v.started_at_ms = wall_now_ms();
   w->v.last_heartbeat_ms = w->v.started_at_ms;
   bool accepted = listener_.on_worker_reattach(id, hello.task, hello.token);
   if (accepted && hello.task) {
     w->v.task = hello.task;
     w->token = hello.token;
-    w->task_started_ms = wall_ms();
+    w->task_started_ms = wall_now_ms();
     w->v.health = WorkerHealth::kWorking;
   } else {
     w->v.health = WorkerHealth::kIdle;

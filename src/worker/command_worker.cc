@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/clock.h"
 #include "worker/protocol.h"
 #include "worker/spawn.h"
 
@@ -32,11 +33,6 @@ constexpr int64_t kKeepResultMs = 10 * 60'000;
 
 // After a shutdown's grace: SIGTERM, then SIGKILL this much later.
 constexpr int64_t kShutdownKillGraceMs = 2000;
-
-int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 int64_t mono_ms() {
   using namespace std::chrono;
@@ -338,7 +334,7 @@ int CommandWorker::poll_timeout() const {
     if (r.kill_reason) {
       wake = std::min(wake, r.kill_at_mono);
     } else {
-      if (r.task.deadline_ms > 0) wake = std::min(wake, now + (r.task.deadline_ms - now_ms()));
+      if (r.task.deadline_ms > 0) wake = std::min(wake, now + (r.task.deadline_ms - wall_now_ms()));
       if (shutting_down_) wake = std::min(wake, shutdown_at_mono_);
     }
   }
@@ -351,7 +347,7 @@ void CommandWorker::on_timer() {
     Running& r = *running_;
     if (r.kill_reason && now >= r.kill_at_mono) {
       kill_group(SIGKILL);
-    } else if (!r.kill_reason && r.task.deadline_ms > 0 && now_ms() >= r.task.deadline_ms) {
+    } else if (!r.kill_reason && r.task.deadline_ms > 0 && wall_now_ms() >= r.task.deadline_ms) {
       stop_task(FailReason::kTimeout, r.task.grace_ms);
     } else if (!r.kill_reason && shutting_down_ && now >= shutdown_at_mono_) {
       stop_task(FailReason::kCancelled, kShutdownKillGraceMs);
