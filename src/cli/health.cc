@@ -128,8 +128,10 @@ int doctor(const Globals& g) {
          "the daemon's loop is blocked or starved: see its log, and the machine's load"});
   }
   bool store_exists = fs::exists(home.store);
+  bool store_ok = false;
   if (store_exists) {
     auto ok = SqliteStore::check(home.store);
+    store_ok = ok.has_value();
     checks.push_back({ok.has_value(),
                       ok ? fmt::format("store {} passes its integrity check (schema {})",
                                        home.store, kSchemaVersion)
@@ -138,7 +140,7 @@ int doctor(const Globals& g) {
   } else {
     checks.push_back({true, "no store yet at " + home.store + " (created at first start)", ""});
   }
-  if (store_exists && !h) {
+  if (store_ok && !h) {
     auto running = stored_running(home.store);
     int64_t n = running.value_or(0);
     checks.push_back({running && n == 0,
@@ -263,8 +265,9 @@ void add_health_commands(CLI::App& app, Globals& g, Action& action) {
   });
 
   auto worker = std::make_shared<int64_t>(0);
-  CLI::App* r = app.add_subcommand(
-      "restart", "Restart a worker (its task is retried), or a given-up slot by its last worker");
+  CLI::App* r = app.add_subcommand("restart",
+                                   "Restart a worker (its task goes back in line, uncharged), or a "
+                                   "given-up slot by its last worker");
   r->add_option("worker", *worker, "Worker id (see rota workers)")->required();
   r->callback([&g, &action, worker] { action = [&g, worker] { return restart(g, *worker); }; });
 }

@@ -78,6 +78,8 @@ const char* outcome_name(Outcome outcome) {
       return "cancelled";
     case Outcome::kPoison:
       return "poison";
+    case Outcome::kHandedBack:
+      return "interrupted";
   }
   return "failed";
 }
@@ -86,6 +88,7 @@ TaskState state_after_attempt(const Task& task, Outcome outcome) {
   if (outcome == Outcome::kSucceeded) return TaskState::kSucceeded;
   if (outcome == Outcome::kCancelled) return TaskState::kCancelled;
   if (outcome == Outcome::kPoison) return TaskState::kFailed;
+  if (outcome == Outcome::kHandedBack) return TaskState::kQueued;
   if (task.attempts < task.max_attempts) return TaskState::kScheduled;
   return TaskState::kFailed;
 }

@@ -69,7 +69,8 @@ enum class Outcome {
   kWorkerLost,
   kDaemonLost,
   kCancelled,
-  kPoison,  // its attempts killed their worker poison_after times: no more attempts
+  kPoison,      // its attempts killed their worker poison_after times: no more attempts
+  kHandedBack,  // not the task's doing (the daemon stopped, a worker restarted by hand): uncharged
 };
 const char* outcome_name(Outcome outcome);
 

@@ -9,6 +9,7 @@
 
 #include "core/backoff.h"
 #include "core/duration.h"
+#include "worker/spawn.h"
 
 namespace rota {
 namespace asio = boost::asio;
@@ -245,12 +246,18 @@ void Engine::on_worker_message(int64_t worker, const Message& m) {
 }
 
 void Engine::on_worker_lost(int64_t worker, int64_t task, const std::string& token,
-                            const std::string& why) {
+                            const std::string& why, LossCause cause) {
   if (task == 0) return;
   auto it = running_.find(task);
   if (it == running_.end() || it->second.token != token) return;
   // A task whose attempts keep killing their worker is poison: it fails instead of taking
   // down worker after worker.
+  if (cause == LossCause::kRestartedByHand) {
+    // A person restarted the worker: the task goes back in line, its attempt not charged.
+    auto r = end_attempt(task, Outcome::kHandedBack, std::nullopt, std::nullopt, why, true);
+    if (!r) spdlog::error("task {}: {}", task, r.error().message);
+    return;
+  }
   auto lost_before = store_.count_attempts(task, Outcome::kWorkerLost);
   int64_t lost = (lost_before ? *lost_before : 0) + 1;
   Status r;
@@ -284,6 +291,9 @@ void Engine::finish_reattach() {
   auto lost = std::move(awaiting_reattach_);
   awaiting_reattach_.clear();
   for (int64_t id : lost) {
+    // Its worker is gone or hung: whatever the attempt still runs must not go on beside the
+    // retry.
+    if (auto it = running_.find(id); it != running_.end()) kill_attempt_processes(it->second.token);
     auto r =
         end_attempt(id, Outcome::kDaemonLost, std::nullopt, std::nullopt,
                     "daemon_lost: its worker did not come back after the daemon restarted", true);
@@ -400,9 +410,10 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
   --running_by_queue_[t.queue];
 
   bool user_cancel = cancelling_.erase(task_id) > 0;
-  if (outcome == Outcome::kCancelled && !user_cancel) {
+  if ((outcome == Outcome::kCancelled && !user_cancel) ||
+      (!accepting_ && outcome == Outcome::kDaemonLost)) {
     // Not asked for by a user: the daemon is stopping and hands the attempt back.
-    outcome = Outcome::kDaemonLost;
+    outcome = Outcome::kHandedBack;
   }
   if (!retryable) t.max_attempts = t.attempts;
   if (outcome == Outcome::kTimedOut) {
@@ -416,10 +427,9 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
                  .error = std::move(error),
                  .finished_at_ms = clock_.now_ms()};
   end.to = state_after_attempt(t, outcome);
-  if (!accepting_ && outcome == Outcome::kDaemonLost) {
-    end.to = TaskState::kQueued;
+  if (outcome == Outcome::kHandedBack) {
     end.handed_back = true;
-    end.error.clear();
+    end.error.clear();  // nothing went wrong with the task
   } else if (end.to == TaskState::kScheduled) {
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     int64_t delay = backoff_delay_ms(t.backoff, t.attempts, unit(rng_));

@@ -98,7 +98,7 @@ class Engine final : public PoolListener {
   void on_worker_idle(int64_t worker) override;
   void on_worker_message(int64_t worker, const Message& message) override;
   void on_worker_lost(int64_t worker, int64_t task, const std::string& token,
-                      const std::string& why) override;
+                      const std::string& why, LossCause cause) override;
   void on_health_change(const HealthChange& change) override;
   bool on_worker_reattach(int64_t worker, int64_t task, const std::string& token) override;
 

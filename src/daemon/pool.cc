@@ -84,6 +84,7 @@ struct Pool::Worker {
   int64_t task_started_ms = 0;
   int64_t slow_after_ms = 0;
   std::string killed_because;  // why the supervisor killed it, if it did
+  bool restarted_by_hand = false;
   std::set<int64_t> envs_sent;
 };
 
@@ -391,9 +392,10 @@ void Pool::on_exit(int64_t id) {
   if (w->task_group > 0) {
     kill(-w->task_group, SIGKILL);
   } else if (w->v.task) {
-    kill_task_processes(w->v.task);
+    kill_attempt_processes(w->token);
   }
   int64_t task = w->v.task;
+  LossCause cause = w->restarted_by_hand ? LossCause::kRestartedByHand : LossCause::kDied;
   std::string token = w->token;
   int slot = w->v.slot;
   bool expected = w->leaving || stopping_;
@@ -416,7 +418,7 @@ void Pool::on_exit(int64_t id) {
       slots_[static_cast<size_t>(slot)]->worker == id) {
     slots_[static_cast<size_t>(slot)]->worker = 0;
   }
-  listener_.on_worker_lost(id, task, token, why);
+  listener_.on_worker_lost(id, task, token, why, cause);
   if (!expected && slot >= 0 && static_cast<size_t>(slot) < slots_.size()) {
     refill(slot, now, crash_loop, why);
   }
@@ -466,6 +468,7 @@ bool Pool::restart(int64_t worker) {
     s.young_deaths = 0;
     if (Worker* w = find(s.worker)) {
       w->killed_because = fmt::format("worker {} restarted by hand", worker);
+      w->restarted_by_hand = true;
       kill_worker(*w);
       return true;
     }

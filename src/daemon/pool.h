@@ -51,6 +51,9 @@ struct WorkerView {
   int restarts = 0;
 };
 
+// Why a worker went away: on its own (crashed, killed, hung), or restarted by a person.
+enum class LossCause { kDied, kRestartedByHand };
+
 // A health transition, for the event log and alerts.
 struct HealthChange {
   int64_t worker = 0;
@@ -68,7 +71,7 @@ class PoolListener {
   virtual void on_worker_message(int64_t worker, const Message& message) = 0;
   // The worker's process is gone; `task`/`token` were running on it (0/empty if none).
   virtual void on_worker_lost(int64_t worker, int64_t task, const std::string& token,
-                              const std::string& why) = 0;
+                              const std::string& why, LossCause cause) = 0;
   virtual void on_health_change(const HealthChange& change) = 0;
   // A worker of a previous daemon reconnected, running `task` with `token` (0/empty: idle).
   // True if that attempt is still the task's running attempt: the worker is adopted.

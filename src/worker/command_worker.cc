@@ -215,7 +215,7 @@ void CommandWorker::start(const Message& m) {
       command.env = it->second;
     }
   }
-  auto spawned = spawn_command(command, m.task, m.attempt);
+  auto spawned = spawn_command(command, m.task, m.attempt, m.token);
   if (!spawned) {
     Message fail{.type = MessageType::kFail, .token = m.token, .task = m.task};
     fail.error = spawned.error().message;

@@ -59,7 +59,8 @@ std::string resolve_program(const std::string& name, const Env& env, const std::
   return {};
 }
 
-Result<Spawned> spawn_command(const Command& command, int64_t task_id, int attempt) {
+Result<Spawned> spawn_command(const Command& command, int64_t task_id, int attempt,
+                              const std::string& token) {
   std::vector<std::string> args = command.argv;
   std::string program;
   if (args.empty()) {
@@ -78,13 +79,16 @@ Result<Spawned> spawn_command(const Command& command, int64_t task_id, int attem
   std::vector<std::string> env_strings;
   if (command.env) {
     for (const auto& [k, v] : *command.env) {
-      if (k != "ROTA_TASK_ID" && k != "ROTA_ATTEMPT") env_strings.push_back(k + "=" + v);
+      if (k != "ROTA_TASK_ID" && k != "ROTA_ATTEMPT" && k != "ROTA_ATTEMPT_TOKEN") {
+        env_strings.push_back(k + "=" + v);
+      }
     }
   }
   if (task_id) {
     // The task knows who it is, and so can the daemon find its processes by it.
     env_strings.push_back(fmt::format("ROTA_TASK_ID={}", task_id));
     env_strings.push_back(fmt::format("ROTA_ATTEMPT={}", attempt));
+    env_strings.push_back("ROTA_ATTEMPT_TOKEN=" + token);
   }
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
@@ -126,8 +130,9 @@ Result<Spawned> spawn_command(const Command& command, int64_t task_id, int attem
   return Spawned{pid, pidfd, pipe_fds[0]};
 }
 
-int kill_task_processes(int64_t task_id) {
-  std::string needle = fmt::format("ROTA_TASK_ID={}", task_id);
+int kill_attempt_processes(const std::string& token) {
+  if (token.empty()) return 0;
+  std::string needle = "ROTA_ATTEMPT_TOKEN=" + token;
   int killed = 0;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {

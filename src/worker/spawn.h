@@ -18,13 +18,16 @@ struct Spawned {
 
 // Starts `command` (argv looked up in the command's own PATH, or /bin/sh -c for shell) in
 // `command.cwd`, in a new process group, with exactly `command.env`, default signal
-// dispositions and stdin from /dev/null, plus ROTA_TASK_ID and ROTA_ATTEMPT. Only stdio is
-// inherited. The caller owns the returned fds.
-Result<Spawned> spawn_command(const Command& command, int64_t task_id = 0, int attempt = 0);
+// dispositions and stdin from /dev/null, plus ROTA_TASK_ID, ROTA_ATTEMPT and
+// ROTA_ATTEMPT_TOKEN. Only stdio is inherited. The caller owns the returned fds.
+Result<Spawned> spawn_command(const Command& command, int64_t task_id = 0, int attempt = 0,
+                              const std::string& token = {});
 
-// Kills (SIGKILL) the process group of every process whose environment says ROTA_TASK_ID=id.
-// For the rare worker that died before it could report its task's process group.
-int kill_task_processes(int64_t task_id);
+// Kills (SIGKILL) the process group of every process of this attempt, found by the
+// ROTA_ATTEMPT_TOKEN in its environment (a token is random, so no other attempt or home
+// matches). For an attempt whose worker died before reporting the task's process group, or
+// did not come back after a daemon restart.
+int kill_attempt_processes(const std::string& token);
 
 // Finds `name` in the PATH of `env` (as execvp would); a name with a slash is returned as is.
 std::string resolve_program(const std::string& name, const Env& env, const std::string& cwd);
