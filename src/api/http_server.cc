@@ -6,9 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
+#include <deque>
 #include <nlohmann/json.hpp>
 
 namespace rota {
@@ -54,10 +58,20 @@ bool url_decode(std::string_view s, std::string& out) {
   return true;
 }
 
-class Session : public std::enable_shared_from_this<Session> {
+// Compares in time independent of where the strings differ.
+bool same_secret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// One connection: requests in turn (keep-alive), or one streamed response (server-sent events).
+template <class Socket>
+class Session : public std::enable_shared_from_this<Session<Socket>> {
  public:
-  Session(local::socket socket, const Router& router)
-      : socket_(std::move(socket)), router_(router) {}
+  Session(Socket socket, const Router& router, const HttpAuth* auth)
+      : socket_(std::move(socket)), router_(router), auth_(auth) {}
 
   void start() { read(); }
 
@@ -67,7 +81,16 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(HttpServer::kBodyLimit);
     http::async_read(
         socket_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  // The token, unless this listener needs none or the path is public.
+  bool authorized(const HttpRequest& request, std::string_view header) const {
+    if (!auth_) return true;
+    if (auth_->public_metrics && request.path == "/metrics") return true;
+    constexpr std::string_view kBearer = "Bearer ";
+    return header.substr(0, kBearer.size()) == kBearer &&
+           same_secret(header.substr(kBearer.size()), auth_->token);
   }
 
   void on_read(beast::error_code ec) {
@@ -88,8 +111,19 @@ class Session : public std::enable_shared_from_this<Session> {
       return write(error_response(
           {Code::kInvalidArgument, "malformed URL: a %-escape is not two hex digits", {}}));
     }
+    auto authorization = req[http::field::authorization];
+    if (!authorized(request, std::string_view(authorization.data(), authorization.size()))) {
+      return write(error_response({Code::kUnauthorized,
+                                   "send the home's token as Authorization: Bearer <token> "
+                                   "(it is in $ROTA_HOME/token)",
+                                   {}}));
+    }
+    auto accept = req[http::field::accept];
+    request.wants_stream =
+        std::string_view(accept.data(), accept.size()).find("text/event-stream") !=
+        std::string_view::npos;
     request.body = std::move(req.body());
-    router_.route(request, [self = shared_from_this()](HttpResponse response) {
+    router_.route(request, [self = this->shared_from_this()](HttpResponse response) {
       asio::post(self->socket_.get_executor(), [self, response = std::move(response)]() mutable {
         self->write(std::move(response));
       });
@@ -97,29 +131,88 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void write(HttpResponse r) {
+    if (r.stream) return start_stream(std::move(r));
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(r.status), 11);
     res->set(http::field::server, "rota");
     res->set(http::field::content_type, r.content_type);
+    if (r.status == 401) res->set(http::field::www_authenticate, "Bearer");
     res->keep_alive(keep_alive_);
     res->body() = std::move(r.body);
     res->prepare_payload();
     http::async_write(socket_, *res,
-                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
                         if (ec || !self->keep_alive_) {
                           beast::error_code ignored;
-                          self->socket_.shutdown(local::socket::shutdown_both, ignored);
+                          self->socket_.shutdown(Socket::shutdown_both, ignored);
                           return;
                         }
                         self->read();
                       });
   }
 
-  local::socket socket_;
+  // A response without a length, written as its producer sends pieces, until either end
+  // closes (server-sent events).
+  void start_stream(HttpResponse r) {
+    send(
+        fmt::format("HTTP/1.1 200 OK\r\nServer: rota\r\nContent-Type: {}\r\n"
+                    "Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
+                    r.content_type));
+    std::weak_ptr<Session> weak = this->shared_from_this();
+    r.stream([weak](std::string piece) {
+      auto self = weak.lock();
+      if (!self || self->closed_) return false;
+      self->send(std::move(piece));
+      return true;
+    });
+    // Reading tells us when the client goes away.
+    auto sink = std::make_shared<std::array<char, 512>>();
+    watch_close(sink);
+  }
+
+  void watch_close(std::shared_ptr<std::array<char, 512>> sink) {
+    socket_.async_read_some(asio::buffer(*sink),
+                            [self = this->shared_from_this(), sink](beast::error_code ec, size_t) {
+                              if (ec) {
+                                self->closed_ = true;
+                                return;
+                              }
+                              self->watch_close(sink);
+                            });
+  }
+
+  void send(std::string piece) {
+    outq_.push_back(std::make_shared<const std::string>(std::move(piece)));
+    if (!writing_) write_next();
+  }
+
+  void write_next() {
+    if (outq_.empty() || closed_) {
+      writing_ = false;
+      return;
+    }
+    writing_ = true;
+    auto piece = outq_.front();
+    asio::async_write(socket_, asio::buffer(*piece),
+                      [self = this->shared_from_this(), piece](beast::error_code ec, size_t) {
+                        self->outq_.pop_front();
+                        if (ec) {
+                          self->closed_ = true;
+                          return;
+                        }
+                        self->write_next();
+                      });
+  }
+
+  Socket socket_;
   const Router& router_;
+  const HttpAuth* auth_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
+  std::deque<std::shared_ptr<const std::string>> outq_;
+  bool writing_ = false;
+  bool closed_ = false;
 };
 
 }  // namespace
@@ -212,9 +305,42 @@ Status HttpServer::listen_unix(const std::string& path) {
   return {};
 }
 
+Status HttpServer::listen_tcp(const std::string& address, HttpAuth auth) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return make_error(Code::kInvalidArgument,
+                      fmt::format("listen: \"{}\" is not HOST:PORT (try 127.0.0.1:7878)", address),
+                      "listen");
+  }
+  auth_ = std::move(auth);
+  try {
+    auto host = asio::ip::make_address(address.substr(0, colon));
+    auto port = static_cast<unsigned short>(std::stoi(address.substr(colon + 1)));
+    tcp_ = std::make_unique<asio::ip::tcp::acceptor>(io_, asio::ip::tcp::endpoint(host, port));
+    ::fcntl(tcp_->native_handle(), F_SETFD, FD_CLOEXEC);
+  } catch (const std::exception& e) {
+    return make_error(Code::kUnavailable, fmt::format("cannot listen on {}: {}", address, e.what()),
+                      "listen");
+  }
+  accept_tcp();
+  return {};
+}
+
+void HttpServer::accept_tcp() {
+  tcp_->async_accept([this](beast::error_code ec, asio::ip::tcp::socket socket) {
+    if (ec) return;
+    std::make_shared<Session<asio::ip::tcp::socket>>(std::move(socket), router_, &auth_)->start();
+    if (tcp_) accept_tcp();
+  });
+}
+
 void HttpServer::close() {
-  if (!acceptor_) return;
   beast::error_code ignored;
+  if (tcp_) {
+    tcp_->close(ignored);
+    tcp_.reset();
+  }
+  if (!acceptor_) return;
   acceptor_->close(ignored);
   acceptor_.reset();
 }
@@ -226,7 +352,7 @@ void HttpServer::accept() {
     socklen_t len = sizeof cred;
     if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
         cred.uid == ::getuid()) {
-      std::make_shared<Session>(std::move(socket), router_)->start();
+      std::make_shared<Session<local::socket>>(std::move(socket), router_, nullptr)->start();
     } else {
       spdlog::warn("api: refused a connection from uid {}", cred.uid);
     }

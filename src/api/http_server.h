@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <functional>
 #include <map>
@@ -21,12 +22,25 @@ struct HttpRequest {
   std::map<std::string, std::string> query;
   std::string body;
   std::vector<std::string> params;  // the {…} parts of the matched route, in order
+  bool wants_stream = false;        // Accept: text/event-stream
 };
+
+// Hands a piece of a streamed response to the connection; false once the client has gone.
+using StreamSend = std::function<bool(std::string)>;
 
 struct HttpResponse {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
+  // If set, the response is streamed: headers now, then whatever `stream` sends, until the
+  // client closes (server-sent events).
+  std::function<void(StreamSend)> stream;
+};
+
+// Who may use a TCP listener: holders of the home's token; /metrics too if public.
+struct HttpAuth {
+  std::string token;
+  bool public_metrics = false;
 };
 
 using Responder = std::function<void(HttpResponse)>;
@@ -58,15 +72,20 @@ class HttpServer {
   ~HttpServer();
   // Listens on a unix socket at `path` (mode 0600), accepting only this user's processes.
   Status listen_unix(const std::string& path);
+  // Listens on HOST:PORT; every request needs `auth.token` as a bearer token.
+  Status listen_tcp(const std::string& address, HttpAuth auth);
   void close();
 
  private:
   void accept();
+  void accept_tcp();
 
   boost::asio::io_context& io_;
   const Router& router_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
   std::string path_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_;
+  HttpAuth auth_;
 };
 
 // Splits a target "/a/b?x=1&y=2" into path and decoded query; false if an escape is malformed.

@@ -457,6 +457,30 @@ json event_json(const Event& e) {
               {"detail", e.detail}};
 }
 
+// Server-sent events: every event after `after` as it is committed, until the client goes.
+void stream_events(ApiContext& c, int64_t after, Responder respond) {
+  HttpResponse r{200, "", "text/event-stream"};
+  r.stream = [&c, after](StreamSend send) {
+    auto next = std::make_shared<int64_t>(after);
+    auto pump = std::make_shared<std::function<void()>>();
+    *pump = [&c, next, send, weak = std::weak_ptr<std::function<void()>>(pump)]() {
+      auto events = c.store.list_events(*next, 1000);
+      if (!events) return;
+      for (const Event& e : *events) {
+        if (!send(fmt::format("id: {}\nevent: {}\ndata: {}\n\n", e.id, e.kind,
+                              event_json(e).dump()))) {
+          return;  // the client went away: stop following
+        }
+        *next = e.id;
+      }
+      if (auto self = weak.lock()) c.engine.follow_events([self] { (*self)(); });
+    };
+    // From here on, the engine's follower callback is what keeps the pump alive.
+    (*pump)();
+  };
+  respond(std::move(r));
+}
+
 // Events after `after`; with `wait_ms`, waits that long for the first new one (long-poll).
 void events(ApiContext& c, const HttpRequest& req, Responder respond) {
   int64_t after = 0;
@@ -483,6 +507,7 @@ void events(ApiContext& c, const HttpRequest& req, Responder respond) {
     for (const Event& e : *events) out.push_back(event_json(e));
     respond(ok(out));
   };
+  if (req.wants_stream) return stream_events(c, after, std::move(respond));
   auto first = c.store.list_events(after, 1);
   if (!first) return respond(error_response(first.error()));
   if (!first->empty() || wait_ms <= 0) return answer();
@@ -499,6 +524,42 @@ void events(ApiContext& c, const HttpRequest& req, Responder respond) {
   timer->async_wait([once](const boost::system::error_code& ec) {
     if (!ec) once();
   });
+}
+
+// Prometheus text format: the counters and histograms, and gauges read now.
+void metrics(ApiContext& c, const HttpRequest&, Responder respond) {
+  std::string out = c.metrics.render();
+  out += "# HELP rota_tasks Tasks by queue and state.\n# TYPE rota_tasks gauge\n";
+  for (const auto& [queue, counts] : c.engine.counts()) {
+    for (int i = 0; i < kTaskStateCount; ++i) {
+      out += fmt::format("rota_tasks{{queue=\"{}\",state=\"{}\"}} {}\n", prometheus_label(queue),
+                         state_name(static_cast<TaskState>(i)), counts[i]);
+    }
+  }
+  std::map<std::string, int> by_state;
+  for (const char* s : {"starting", "idle", "working", "slow", "unresponsive", "dead", "recovering",
+                        "stopped", "given-up"}) {
+    by_state[s] = 0;
+  }
+  for (const WorkerView& w : c.pool.view()) ++by_state[worker_health_name(w.health)];
+  out +=
+      "# HELP rota_workers Workers of the commands pool by health state.\n# TYPE rota_workers "
+      "gauge\n";
+  for (const auto& [state, n] : by_state) {
+    out += fmt::format("rota_workers{{pool=\"commands\",state=\"{}\"}} {}\n", state, n);
+  }
+  out += fmt::format(
+      "# HELP rota_pool_size Slots of the commands pool.\n# TYPE rota_pool_size gauge\n"
+      "rota_pool_size{{pool=\"commands\"}} {}\n"
+      "# HELP rota_pool_degraded 1 when a slot was given up.\n# TYPE rota_pool_degraded gauge\n"
+      "rota_pool_degraded{{pool=\"commands\"}} {}\n"
+      "# HELP rota_event_loop_lag_seconds How late the daemon's loop ran its last timer.\n"
+      "# TYPE rota_event_loop_lag_seconds gauge\nrota_event_loop_lag_seconds {}\n"
+      "# HELP rota_daemon_start_time_seconds When the daemon started (Unix time).\n"
+      "# TYPE rota_daemon_start_time_seconds gauge\nrota_daemon_start_time_seconds {}\n",
+      c.pool.size(), c.pool.degraded() ? 1 : 0, (c.loop_lag_ms ? c.loop_lag_ms() : 0) / 1000.0,
+      c.started_at_ms / 1000.0);
+  respond(HttpResponse{200, std::move(out), "text/plain; version=0.0.4; charset=utf-8"});
 }
 
 void health(ApiContext& c, const HttpRequest&, Responder respond) {
@@ -577,6 +638,7 @@ void add_routes(Router& r, ApiContext& c) {
   r.add("POST", "/v1/daemon/stop", bind(stop));
   r.add("GET", "/v1/events", bind(events));
   r.add("GET", "/v1/health", bind(health));
+  r.add("GET", "/metrics", bind(metrics));
   r.add("POST", "/v1/workers/{}/restart", bind(restart));
 }
 

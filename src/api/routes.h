@@ -10,6 +10,7 @@
 #include "daemon/committer.h"
 #include "daemon/config.h"
 #include "daemon/engine.h"
+#include "daemon/metrics.h"
 #include "daemon/pool.h"
 #include "store/store.h"
 
@@ -26,6 +27,7 @@ struct ApiContext {
   Committer& committer;
   Pool& pool;
   Alerts& alerts;
+  Metrics& metrics;
   const Clock& clock;
   std::string home;
   std::string socket_path;

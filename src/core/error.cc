@@ -17,6 +17,7 @@ constexpr std::array kCodes = {
     CodeInfo{Code::kNotFound, "not_found", 404, 1},
     CodeInfo{Code::kConflict, "conflict", 409, 1},
     CodeInfo{Code::kTooLarge, "too_large", 413, 2},
+    CodeInfo{Code::kUnauthorized, "unauthorized", 401, 3},
     CodeInfo{Code::kUnavailable, "unavailable", 503, 3},
     CodeInfo{Code::kCorruption, "corruption", 500, 3},
     CodeInfo{Code::kInternal, "internal", 500, 1},

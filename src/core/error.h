@@ -12,6 +12,7 @@ enum class Code {
   kNotFound,         // a named thing does not exist (exit 1, HTTP 404)
   kConflict,         // the thing exists but is in the wrong state (exit 1, HTTP 409)
   kTooLarge,         // a body or payload over its limit (exit 2, HTTP 413)
+  kUnauthorized,     // no valid token on a TCP listener (exit 3, HTTP 401)
   kUnavailable,      // the daemon or store cannot be reached (exit 3, HTTP 503)
   kCorruption,       // the store failed its integrity check (exit 3, HTTP 500)
   kInternal,         // a bug or an unexpected system error (exit 1, HTTP 500)

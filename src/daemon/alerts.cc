@@ -48,6 +48,7 @@ void Alerts::raise(const std::string& kind, const std::string& message, nlohmann
   }
   spdlog::warn("alert: {}: {}", kind, message);
   ++raised_;
+  if (metrics_) metrics_->alert(kind);
   recent_.emplace_back(now, std::move(alert));
   if (recent_.size() > kKeepRecent) recent_.pop_front();
   if (sink_) sink_("alert", fmt::format("{}: {}", kind, message));

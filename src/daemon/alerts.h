@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "daemon/metrics.h"
+
 namespace rota {
 
 class Alerts {
@@ -26,6 +28,7 @@ class Alerts {
   // Alerts raised at or after `since_ms` (the last 1000 are kept in memory).
   std::vector<nlohmann::json> since(int64_t since_ms) const;
   int64_t raised() const { return raised_; }
+  void set_metrics(Metrics& metrics) { metrics_ = &metrics; }
 
  private:
   void run_hook(const std::string& line);
@@ -38,6 +41,7 @@ class Alerts {
   std::deque<std::pair<int64_t, nlohmann::json>> recent_;
   int running_hooks_ = 0;
   int64_t raised_ = 0;
+  Metrics* metrics_ = nullptr;
 };
 
 }  // namespace rota

@@ -49,6 +49,7 @@ void Committer::flush() {
                           std::chrono::steady_clock::now() - start)
                           .count();
     ++commits_;
+    if (observer_) observer_(static_cast<double>(last_commit_us_) / 1e6);
   }
   auto callbacks = std::move(callbacks_);
   callbacks_.clear();

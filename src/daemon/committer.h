@@ -33,6 +33,11 @@ class Committer {
   // Called right before each commit, inside the transaction (the dispatcher claims here).
   void set_before_commit(std::function<void()> hook) { before_commit_ = std::move(hook); }
 
+  // Called with each commit's duration in seconds.
+  void set_commit_observer(std::function<void(double)> observer) {
+    observer_ = std::move(observer);
+  }
+
   const Status& health() const { return sticky_; }
   int64_t last_commit_us() const { return last_commit_us_; }
   int64_t commits() const { return commits_; }
@@ -48,6 +53,7 @@ class Committer {
   Status sticky_;
   std::vector<Callback> callbacks_;
   std::function<void()> before_commit_;
+  std::function<void(double)> observer_;
   int64_t last_commit_us_ = 0;
   int64_t commits_ = 0;
 };

@@ -13,11 +13,11 @@
 namespace rota {
 namespace {
 
-using Field = std::variant<int64_t Config::*, int Config::*, std::string Config::*>;
+using Field = std::variant<int64_t Config::*, int Config::*, std::string Config::*, bool Config::*>;
 
 struct Key {
   const char* name;
-  Field field;  // int64_t: a duration in ms; int: a count; string: as is
+  Field field;  // int64_t: a duration in ms; int: a count; string: as is; bool: true/false
 };
 
 const std::array kKeys = {
@@ -34,6 +34,8 @@ const std::array kKeys = {
     Key{"workers", &Config::workers},
     Key{"scale_up_wait", &Config::scale_up_wait_ms},
     Key{"scale_down_idle", &Config::scale_down_idle_ms},
+    Key{"listen", &Config::listen},
+    Key{"metrics_public", &Config::metrics_public},
 };
 
 const Key* find_key(const std::string& name) {
@@ -64,7 +66,8 @@ Status set_config(Config& config, const std::string& key, const std::string& val
             "unknown key (known: heartbeat_interval, slow_after, "
             "unresponsive_after, dead_after, max_restarts, "
             "restart_window, poison_after, reattach_grace, "
-            "stall_after, alert_command, workers, scale_up_wait, scale_down_idle)"));
+            "stall_after, alert_command, workers, scale_up_wait, scale_down_idle, listen, "
+            "metrics_public)"));
   }
   if (auto* ms = std::get_if<int64_t Config::*>(&k->field)) {
     auto d = parse_duration_ms(value, key);
@@ -81,6 +84,11 @@ Status set_config(Config& config, const std::string& key, const std::string& val
           bad(origin, key, fmt::format("\"{}\" is not a whole number from 0", value)));
     }
     config.*(*count) = n;
+  } else if (auto* flag = std::get_if<bool Config::*>(&k->field)) {
+    if (value != "true" && value != "false") {
+      return std::unexpected(bad(origin, key, fmt::format("\"{}\" is not true or false", value)));
+    }
+    config.*(*flag) = value == "true";
   } else {
     config.*std::get<std::string Config::*>(k->field) = value;
   }
@@ -105,8 +113,10 @@ Result<Config> load_config(const std::string& path) {
       text = s->get();
     } else if (const auto* i = node.as_integer()) {
       text = std::to_string(i->get());
+    } else if (const auto* b = node.as_boolean()) {
+      text = b->get() ? "true" : "false";
     } else {
-      return std::unexpected(bad(path, key, "expected a string or a whole number"));
+      return std::unexpected(bad(path, key, "expected a string, a whole number or true/false"));
     }
     if (auto r = set_config(config, key, text, path); !r) return std::unexpected(r.error());
   }

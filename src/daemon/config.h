@@ -25,6 +25,8 @@ struct Config {
   int workers = 0;                      // 0: the number of CPUs
   int64_t scale_up_wait_ms = 2000;      // autoscaling: grow after a backlog this long
   int64_t scale_down_idle_ms = 60'000;  // autoscaling: shrink after idleness this long
+  std::string listen;                   // HOST:PORT of the TCP listener; empty: none
+  bool metrics_public = false;          // /metrics on the TCP listener without the token
 };
 
 // Every key, as the file and the flags name it.

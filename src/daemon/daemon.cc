@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -51,6 +52,25 @@ Status prepare_home(const Home& home) {
   }
   ::chmod(home.dir.c_str(), 0700);
   return {};
+}
+
+// The home's API token for the TCP listener, created (0600) at the first start.
+Result<std::string> ensure_token(const std::string& path) {
+  if (std::ifstream in(path); in) {
+    std::string token;
+    std::getline(in, token);
+    if (token.size() >= 32) return token;
+  }
+  std::ifstream random("/dev/urandom", std::ios::binary);
+  unsigned char bytes[24];
+  if (!random.read(reinterpret_cast<char*>(bytes), sizeof bytes)) {
+    return make_error(Code::kUnavailable, "cannot read /dev/urandom for the API token");
+  }
+  std::string token;
+  for (unsigned char b : bytes) token += fmt::format("{:02x}", b);
+  if (auto r = write_file_atomically(path, token + "\n"); !r) return std::unexpected(r.error());
+  ::chmod(path.c_str(), 0600);
+  return token;
 }
 
 // Holds the home's lock for the daemon's lifetime: one daemon per home.
@@ -108,7 +128,10 @@ int run_daemon(const DaemonOptions& o) {
     if (!committer.write()) return 0;
     return (*store)->next_worker_id().value_or(0);
   });
-  engine.attach(pool, alerts);
+  Metrics metrics;
+  engine.attach(pool, alerts, metrics);
+  alerts.set_metrics(metrics);
+  committer.set_commit_observer([&metrics](double seconds) { metrics.commit(seconds); });
 
   // The autoscaling range, if one was set, outlives the daemon.
   Autoscaler autoscaler(config->scale_up_wait_ms, config->scale_down_idle_ms);
@@ -184,6 +207,7 @@ int run_daemon(const DaemonOptions& o) {
                  .committer = committer,
                  .pool = pool,
                  .alerts = alerts,
+                 .metrics = metrics,
                  .clock = clock,
                  .home = home.dir,
                  .socket_path = home.socket,
@@ -196,6 +220,14 @@ int run_daemon(const DaemonOptions& o) {
   add_routes(router, api);
   HttpServer server(io, router);
   if (auto r = server.listen_unix(home.socket); !r) return fail(r.error());
+  auto token = ensure_token(home.dir + "/token");
+  if (!token) return fail(token.error());
+  if (!config->listen.empty()) {
+    if (auto r = server.listen_tcp(config->listen, {*token, config->metrics_public}); !r) {
+      return fail(r.error());
+    }
+    spdlog::info("listening on http://{} (token in {}/token)", config->listen, home.dir);
+  }
 
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int) {

@@ -185,6 +185,10 @@ Status Engine::start_on(int64_t worker, std::vector<std::string>& queues) {
   }
   const Task& t = **claimed;
   count(t.queue, TaskState::kQueued, TaskState::kRunning);
+  if (metrics_) {
+    int64_t ready_since = std::max(t.created_at_ms, t.run_after_ms);
+    metrics_->task_started(t.queue, std::max<int64_t>(0, t.started_at_ms - ready_since) / 1000.0);
+  }
   record_event(t.id, worker, TaskState::kQueued, TaskState::kRunning, "");
   running_[t.id] = {worker, token, t};
   ++running_by_queue_[t.queue];
@@ -341,6 +345,7 @@ void Engine::on_health_change(const HealthChange& c) {
       alerts_->raise("worker_dead", fmt::format("worker {} is dead: {}", c.worker, c.detail), who);
       break;
     case WorkerHealth::kRecovering:
+      if (metrics_) metrics_->worker_restarted();
       alerts_->raise("worker_restarted", fmt::format("slot {}: {}", c.slot, c.detail), who);
       break;
     case WorkerHealth::kGivenUp:
@@ -437,6 +442,12 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
     if (delay <= 0) end.to = TaskState::kQueued;
   }
   TRY(store_.finish_attempt(end));
+  if (metrics_) {
+    metrics_->attempt_ended(t.queue,
+                            std::max<int64_t>(0, end.finished_at_ms - t.started_at_ms) / 1000.0);
+    if (is_terminal(end.to)) metrics_->task_finished(t.queue, state_name(end.to));
+    if (!is_terminal(end.to) && !end.handed_back) metrics_->task_retried(t.queue);
+  }
   last_progress_ms_ = end.finished_at_ms;
   stalled_ = false;
   count(t.queue, TaskState::kRunning, end.to);
@@ -453,6 +464,7 @@ Status Engine::move(const Task& task, TaskState to) {
   TRY(committer_.write());
   TRY(store_.move_task(task.id, to, clock_.now_ms()));
   count(task.queue, task.state, to);
+  if (metrics_ && is_terminal(to)) metrics_->task_finished(task.queue, state_name(to));
   record_event(task.id, 0, task.state, to, "");
   if (to == TaskState::kScheduled) schedule_wake(task.run_after_ms);
   if (is_terminal(to)) TRY(on_finished(task.id, to));

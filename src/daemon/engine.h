@@ -18,6 +18,7 @@
 #include "core/task.h"
 #include "daemon/alerts.h"
 #include "daemon/committer.h"
+#include "daemon/metrics.h"
 #include "daemon/pool.h"
 #include "store/store.h"
 
@@ -52,9 +53,10 @@ class Engine final : public PoolListener {
   // Loads counters and queues, and settles what a previous daemon left running: each such
   // attempt ends as `daemon_lost` and the task retries while attempts remain.
   Status recover();
-  void attach(Pool& pool, Alerts& alerts) {
+  void attach(Pool& pool, Alerts& alerts, Metrics& metrics) {
     pool_ = &pool;
     alerts_ = &alerts;
+    metrics_ = &metrics;
   }
 
   // How many attempts recover() found running, still waiting for their workers.
@@ -140,6 +142,7 @@ class Engine final : public PoolListener {
   EngineOptions options_;
   Pool* pool_ = nullptr;
   Alerts* alerts_ = nullptr;
+  Metrics* metrics_ = nullptr;
   int64_t last_progress_ms_ = 0;
   bool stalled_ = false;
   bool degraded_ = false;
