@@ -15,6 +15,7 @@
 
 #include "api/task_json.h"
 #include "core/duration.h"
+#include "daemon/stats.h"
 
 namespace rota {
 namespace {
@@ -526,6 +527,43 @@ void events(ApiContext& c, const HttpRequest& req, Responder respond) {
   });
 }
 
+// Stats over `since` (default 1h), never reaching back past the last `rota stats --reset`.
+void stats(ApiContext& c, const HttpRequest& req, Responder respond) {
+  int64_t since = 3'600'000;
+  if (auto it = req.query.find("since"); it != req.query.end() && !it->second.empty()) {
+    auto d = parse_duration_ms(it->second, "--since");
+    if (!d) return respond(error_response(d.error()));
+    since = *d;
+  }
+  auto by = parse_stats_by(req.query.count("by") ? req.query.at("by") : "");
+  if (!by) return respond(error_response(by.error()));
+  int64_t now = c.clock.now_ms();
+  int64_t from = now - since;
+  auto reset = c.store.get_setting("stats_reset_at");
+  if (reset && *reset && !(*reset)->empty()) from = std::max<int64_t>(from, std::stoll(**reset));
+  auto rows = c.store.attempts_since(from);
+  if (!rows) return respond(error_response(rows.error()));
+  json j = compute_stats(*rows, *by, from, now);
+  json workers = worker_stats(*rows, now - from);
+  for (json& w : workers) {
+    for (const WorkerView& v : c.pool.view()) {
+      if (v.id == w["worker"].get<int64_t>()) w["restarts"] = v.restarts;
+    }
+  }
+  j["workers"] = workers;
+  respond(ok(j));
+}
+
+void reset_stats(ApiContext& c, const HttpRequest&, Responder respond) {
+  if (!c.committer.write()) return respond(error_response(c.committer.health().error()));
+  int64_t now = c.clock.now_ms();
+  if (auto r = c.store.put_setting("stats_reset_at", std::to_string(now)); !r) {
+    return respond(error_response(r.error()));
+  }
+  c.engine.record("stats", "stats reset");
+  reply_committed(c.committer, std::move(respond), json{{"reset_at", format_timestamp(now)}});
+}
+
 // Prometheus text format: the counters and histograms, and gauges read now.
 void metrics(ApiContext& c, const HttpRequest&, Responder respond) {
   std::string out = c.metrics.render();
@@ -639,6 +677,8 @@ void add_routes(Router& r, ApiContext& c) {
   r.add("GET", "/v1/events", bind(events));
   r.add("GET", "/v1/health", bind(health));
   r.add("GET", "/metrics", bind(metrics));
+  r.add("GET", "/v1/stats", bind(stats));
+  r.add("POST", "/v1/stats/reset", bind(reset_stats));
   r.add("POST", "/v1/workers/{}/restart", bind(restart));
 }
 

@@ -68,6 +68,8 @@ int run_cli(int argc, char** argv) {
   cli::add_task_commands(app, globals, action);
   cli::add_admin_commands(app, globals, action);
   cli::add_health_commands(app, globals, action);
+  cli::add_export_command(app, globals, action);
+  cli::add_stats_command(app, globals, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -5,8 +5,8 @@
 namespace rota {
 namespace {
 
-const std::vector<double> kTaskSeconds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5,
-                                          5,     10,   30,    60,   300, 900, 1800, 3600};
+const std::vector<double> kTaskSeconds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,  1,   2.5,
+                                          5,     10,   30,    60,   300, 900,  1800, 3600};
 
 Histogram& at(std::map<std::string, Histogram>& m, const std::string& key) {
   auto it = m.find(key);
@@ -42,8 +42,7 @@ void Histogram::observe(double value) {
   sum_ += value;
 }
 
-void Histogram::render(std::string& out, const std::string& name,
-                       const std::string& labels) const {
+void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
   std::string sep = labels.empty() ? "" : ",";
   uint64_t cumulative = 0;
   for (size_t i = 0; i < bounds_.size(); ++i) {
@@ -53,8 +52,8 @@ void Histogram::render(std::string& out, const std::string& name,
   }
   out += fmt::format("{}_bucket{{{}{}le=\"+Inf\"}} {}\n", name, labels, sep, count_);
   std::string braces = labels.empty() ? "" : "{" + labels + "}";
-  out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, number(sum_), name, braces,
-                     count_);
+  out +=
+      fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, number(sum_), name, braces, count_);
 }
 
 void Metrics::task_finished(const std::string& queue, const std::string& state) {
@@ -73,36 +72,44 @@ void Metrics::commit(double seconds) { commits_.observe(seconds); }
 
 std::string Metrics::render() const {
   std::string out;
-  out += "# HELP rota_tasks_finished_total Tasks that reached a final state, since the daemon started.\n"
-         "# TYPE rota_tasks_finished_total counter\n";
+  out +=
+      "# HELP rota_tasks_finished_total Tasks that reached a final state, since the daemon "
+      "started.\n"
+      "# TYPE rota_tasks_finished_total counter\n";
   for (const auto& [key, n] : finished_) {
     out += fmt::format("rota_tasks_finished_total{{queue=\"{}\",state=\"{}\"}} {}\n",
                        prometheus_label(key.first), key.second, n);
   }
-  out += "# HELP rota_task_retries_total Failed attempts that were retried.\n"
-         "# TYPE rota_task_retries_total counter\n";
+  out +=
+      "# HELP rota_task_retries_total Failed attempts that were retried.\n"
+      "# TYPE rota_task_retries_total counter\n";
   for (const auto& [queue, n] : retries_) {
     out += fmt::format("rota_task_retries_total{{queue=\"{}\"}} {}\n", prometheus_label(queue), n);
   }
-  out += "# HELP rota_worker_restarts_total Workers restarted after they died.\n"
-         "# TYPE rota_worker_restarts_total counter\n";
+  out +=
+      "# HELP rota_worker_restarts_total Workers restarted after they died.\n"
+      "# TYPE rota_worker_restarts_total counter\n";
   out += fmt::format("rota_worker_restarts_total {}\n", worker_restarts_);
   out += "# HELP rota_alerts_total Alerts raised, by kind.\n# TYPE rota_alerts_total counter\n";
   for (const auto& [kind, n] : alerts_) {
     out += fmt::format("rota_alerts_total{{alert=\"{}\"}} {}\n", prometheus_label(kind), n);
   }
-  out += "# HELP rota_task_duration_seconds How long attempts ran.\n"
-         "# TYPE rota_task_duration_seconds histogram\n";
+  out +=
+      "# HELP rota_task_duration_seconds How long attempts ran.\n"
+      "# TYPE rota_task_duration_seconds histogram\n";
   for (const auto& [queue, h] : durations_) {
-    h.render(out, "rota_task_duration_seconds", fmt::format("queue=\"{}\"", prometheus_label(queue)));
+    h.render(out, "rota_task_duration_seconds",
+             fmt::format("queue=\"{}\"", prometheus_label(queue)));
   }
-  out += "# HELP rota_task_wait_seconds How long tasks waited from ready to started.\n"
-         "# TYPE rota_task_wait_seconds histogram\n";
+  out +=
+      "# HELP rota_task_wait_seconds How long tasks waited from ready to started.\n"
+      "# TYPE rota_task_wait_seconds histogram\n";
   for (const auto& [queue, h] : waits_) {
     h.render(out, "rota_task_wait_seconds", fmt::format("queue=\"{}\"", prometheus_label(queue)));
   }
-  out += "# HELP rota_store_commit_seconds How long each group commit took.\n"
-         "# TYPE rota_store_commit_seconds histogram\n";
+  out +=
+      "# HELP rota_store_commit_seconds How long each group commit took.\n"
+      "# TYPE rota_store_commit_seconds histogram\n";
   commits_.render(out, "rota_store_commit_seconds", "");
   return out;
 }

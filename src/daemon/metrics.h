@@ -14,7 +14,8 @@ namespace rota {
 // A histogram with fixed upper bounds (seconds).
 class Histogram {
  public:
-  explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size()) {}
+  explicit Histogram(std::vector<double> bounds)
+      : bounds_(std::move(bounds)), counts_(bounds_.size()) {}
   void observe(double value);
   // Appends `name_bucket`, `name_sum` and `name_count` lines with `labels` ("" or `k="v"`).
   void render(std::string& out, const std::string& name, const std::string& labels) const;
@@ -46,7 +47,8 @@ class Metrics {
   uint64_t worker_restarts_ = 0;
   std::map<std::string, Histogram> durations_;
   std::map<std::string, Histogram> waits_;
-  Histogram commits_{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1}};
+  Histogram commits_{
+      {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1}};
 };
 
 // Escapes a label value for the text format.

@@ -78,6 +78,9 @@ CREATE TABLE events (
 ALTER TABLE tasks ADD COLUMN slow_after_ms INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX attempts_outcome ON attempts (task_id, outcome);
 )sql"},
+    Migration{3, R"sql(
+CREATE INDEX attempts_finished ON attempts (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
+)sql"},
 };
 
 }  // namespace

@@ -599,6 +599,39 @@ Result<int64_t> SqliteStore::last_event_id() {
   return stmt->int64(0);
 }
 
+Result<std::vector<AttemptRecord>> SqliteStore::attempts_since(int64_t since_ms) {
+  auto stmt = db_->prepare(
+      "SELECT a.task_id, a.number, a.worker, a.started_at_ms, a.finished_at_ms, a.outcome, "
+      "t.queue, coalesce(t.shell, t.argv), t.labels, t.attempts, t.state, t.created_at_ms "
+      "FROM attempts a JOIN tasks t ON t.id = a.task_id "
+      "WHERE a.finished_at_ms IS NOT NULL AND a.finished_at_ms >= ?1 ORDER BY a.finished_at_ms");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, since_ms);
+  std::vector<AttemptRecord> out;
+  while (stmt->step() == SQLITE_ROW) {
+    AttemptRecord r;
+    r.task_id = stmt->int64(0);
+    r.number = static_cast<int>(stmt->int64(1));
+    r.worker = stmt->int64(2);
+    r.started_at_ms = stmt->int64(3);
+    r.finished_at_ms = stmt->int64(4);
+    r.outcome = stmt->text(5);
+    r.queue = stmt->text(6);
+    r.command = stmt->text(7);
+    if (!stmt->is_null(8)) {
+      try {
+        r.labels = json::parse(stmt->text(8)).get<Labels>();
+      } catch (const json::exception&) {
+      }
+    }
+    r.task_attempts = static_cast<int>(stmt->int64(9));
+    r.task_state = parse_state(stmt->text(10)).value_or(TaskState::kQueued);
+    r.created_at_ms = stmt->int64(11);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 Result<int64_t> SqliteStore::count_attempts(int64_t task_id, Outcome outcome) {
   auto stmt = db_->prepare("SELECT count(*) FROM attempts WHERE task_id = ?1 AND outcome = ?2");
   if (!stmt) return std::unexpected(stmt.error());

@@ -10,7 +10,7 @@
 
 namespace rota {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 class SqliteStore final : public Store {
  public:
@@ -54,6 +54,7 @@ class SqliteStore final : public Store {
   Result<int64_t> last_event_id() override;
   Result<int64_t> next_worker_id() override;
   Result<int64_t> count_attempts(int64_t task_id, Outcome outcome) override;
+  Result<std::vector<AttemptRecord>> attempts_since(int64_t since_ms) override;
   Result<std::optional<std::string>> get_setting(const std::string& key) override;
   Status put_setting(const std::string& key, const std::string& value) override;
   std::string path() const override { return path_; }

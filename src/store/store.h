@@ -49,6 +49,22 @@ struct AttemptEnd {
   bool handed_back = false;
 };
 
+// A finished attempt with what stats group it by (rota stats).
+struct AttemptRecord {
+  int64_t task_id = 0;
+  int number = 0;
+  int64_t worker = 0;
+  int64_t started_at_ms = 0;
+  int64_t finished_at_ms = 0;
+  std::string outcome;
+  std::string queue;
+  std::string command;  // the shell line, or the argv as JSON
+  Labels labels;
+  int task_attempts = 0;  // attempts the task has had in all
+  TaskState task_state = TaskState::kQueued;
+  int64_t created_at_ms = 0;
+};
+
 struct QueueInfo {
   std::string name;
   bool paused = false;
@@ -123,6 +139,9 @@ class Store {
   virtual Status append_event(const Event& event) = 0;
   virtual Result<std::vector<Event>> list_events(int64_t after_id, int limit) = 0;
   virtual Result<int64_t> last_event_id() = 0;
+
+  // Attempts that finished at or after `since_ms` (an index range: no table scan).
+  virtual Result<std::vector<AttemptRecord>> attempts_since(int64_t since_ms) = 0;
 
   // How many of a task's finished attempts ended with `outcome`.
   virtual Result<int64_t> count_attempts(int64_t task_id, Outcome outcome) = 0;

@@ -142,3 +142,54 @@ def test_events_stream_as_server_sent_events(rota):
     assert f'"task":{tid}'.encode() in received
     assert b"\nevent: task\ndata: {" in received
     sock.close()
+
+
+# rota stats counts what happened in the window, per queue (or label): completions, failures,
+# retries, success rate; --reset starts the count afresh without touching the task history.
+def test_stats_by_queue_and_label_and_reset(rota):
+    ids = [rota.add("--queue", "fast", "--label", "team=red", "--", "true") for _ in range(3)]
+    bad = rota.add("--queue", "slow", "--retries", "1", "--backoff", "10ms", "--", "false")
+    for i in ids:
+        assert rota.wait(i) == 0
+    assert rota.wait(bad) == 1
+    stats = rota.json("stats")
+    groups = {g["key"]: g for g in stats["groups"]}
+    assert groups["fast"]["completed"] == 3 and groups["fast"]["failed"] == 0
+    assert groups["fast"]["success_rate"] == 1.0
+    assert groups["slow"]["failed"] == 1 and groups["slow"]["retries"] == 1
+    assert groups["slow"]["attempts"] == 2
+    assert sum(w["tasks_done"] + w["tasks_failed"] for w in stats["workers"]) == 5
+    by_label = {g["key"]: g for g in rota.json("stats", "--by", "label")["groups"]}
+    assert by_label["team=red"]["completed"] == 3
+    assert rota.run("stats", "--by", "colour").returncode == 2
+
+    rota.ok("stats", "--reset")
+    assert rota.json("stats")["groups"] == []
+    assert len(rota.tasks()) == 4  # the history stays
+
+
+# rota export writes RFC 4180 CSV with a header row (quotes doubled, fields with commas quoted)
+# and JSON lines, for tasks, workers and events, to stdout or a file.
+def test_export_csv_and_jsonl(rota):
+    import csv
+    import io
+    import json
+    tid = rota.add("--label", "note=a,b", "--shell", 'echo "say ""hi"", then go"')
+    assert rota.wait(tid) == 0
+    path = os.path.join(rota.work, "tasks.csv")
+    rota.ok("export", "--format", "csv", "-o", path)
+    raw = open(path, "rb").read()
+    assert raw.count(b"\r\n") == 2  # the header and one record, each ended by CRLF
+    rows = list(csv.DictReader(io.StringIO(raw.decode(), newline="")))
+    assert len(rows) == 1
+    assert rows[0]["id"] == str(tid) and rows[0]["state"] == "succeeded"
+    assert rows[0]["command"] == 'echo "say ""hi"", then go"'  # as given
+    assert json.loads(rows[0]["labels"]) == {"note": "a,b"}
+
+    out = os.path.join(rota.work, "events.jsonl")
+    rota.ok("export", "--format", "jsonl", "--what", "events", "-o", out)
+    events = [json.loads(line) for line in open(out)]
+    assert any(e["task"] == tid and e["to"] == "succeeded" for e in events)
+    workers = list(csv.DictReader(io.StringIO(rota.ok("export", "--what", "workers"))))
+    assert len(workers) == 2 and {w["state"] for w in workers} <= {"idle", "working"}
+    assert rota.run("export", "--format", "xml").returncode == 2

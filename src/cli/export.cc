@@ -1,0 +1,151 @@
+// rota export: tasks, workers or events as CSV (RFC 4180) or JSON lines, for spreadsheets and
+// scripts.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "cli/output.h"
+#include "core/clock.h"
+#include "core/duration.h"
+
+namespace rota::cli {
+namespace {
+
+using nlohmann::json;
+
+struct ExportFlags {
+  std::string format = "csv";
+  std::string since;
+  std::string what = "tasks";
+  std::string output;
+};
+
+// One CSV field: quoted when it holds a comma, a quote or a line break; quotes doubled.
+std::string csv_field(const json& v) {
+  std::string s = v.is_null() ? "" : v.is_string() ? v.get<std::string>() : v.dump();
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// The columns of each kind of row, in order.
+std::vector<std::string> columns(const std::string& what) {
+  if (what == "workers") {
+    return {"id", "slot", "pid", "state", "task", "uptime_ms", "restarts", "tasks_done",
+            "tasks_failed", "heartbeat_age_ms"};
+  }
+  if (what == "events") return {"id", "at", "kind", "task", "worker", "from", "to", "detail"};
+  return {"id",         "state",      "queue",      "priority",    "attempts",   "max_attempts",
+          "exit_code",  "signal",     "error",      "command",     "cwd",        "labels",
+          "depends_on", "created_at", "started_at", "finished_at", "worker"};
+}
+
+// Flattens a task for CSV: the command as one line, its cwd beside it.
+json flat_task(const json& t) {
+  json f = t;
+  f["command"] = command_line(t);
+  f["cwd"] = t["command"]["cwd"];
+  return f;
+}
+
+class Writer {
+ public:
+  Writer(std::FILE* out, bool csv, std::vector<std::string> cols)
+      : out_(out), csv_(csv), cols_(std::move(cols)) {
+    if (!csv_) return;
+    std::string header;
+    for (size_t i = 0; i < cols_.size(); ++i) header += (i ? "," : "") + cols_[i];
+    line(header);
+  }
+  void row(const json& j) {
+    if (!csv_) return line(j.dump());
+    std::string s;
+    for (size_t i = 0; i < cols_.size(); ++i) {
+      s += (i ? "," : "") + csv_field(j.contains(cols_[i]) ? j[cols_[i]] : json(nullptr));
+    }
+    line(s);
+  }
+
+ private:
+  // RFC 4180 ends records with CRLF; JSON lines end with LF.
+  void line(const std::string& s) { fmt::print(out_, "{}{}", s, csv_ ? "\r\n" : "\n"); }
+  std::FILE* out_;
+  bool csv_;
+  std::vector<std::string> cols_;
+};
+
+int export_rows(const Globals& g, const ExportFlags& f) {
+  if (f.format != "csv" && f.format != "jsonl") {
+    return report({Code::kInvalidArgument, "--format: csv or jsonl", "--format"});
+  }
+  if (f.what != "tasks" && f.what != "workers" && f.what != "events") {
+    return report({Code::kInvalidArgument, "--what: tasks, workers or events", "--what"});
+  }
+  std::string since_text;  // RFC 3339: compares as text with the rows' timestamps
+  if (!f.since.empty()) {
+    auto d = parse_duration_ms(f.since, "--since");
+    if (!d) return report(d.error());
+    since_text = format_timestamp(wall_now_ms() - *d);
+  }
+  Client client = make_client(g);
+  if (auto r = client.connect(); !r) return report(r.error());
+  std::FILE* out = stdout;
+  if (!f.output.empty() && f.output != "-") {
+    out = std::fopen(f.output.c_str(), "w");
+    if (!out) {
+      return report({Code::kInvalidArgument,
+                     fmt::format("-o: cannot write {}: {}", f.output, std::strerror(errno)), "-o"});
+    }
+  }
+  Writer w(out, f.format == "csv", columns(f.what));
+  int code = 0;
+  if (f.what == "workers") {
+    auto r = client.call("GET", "/v1/workers");
+    if (!r) return report(r.error());
+    for (const json& row : *r) w.row(row);
+  } else {
+    bool tasks = f.what == "tasks";
+    int64_t after = 0;
+    for (;;) {
+      auto r = client.call("GET", tasks ? fmt::format("/v1/tasks?after={}&limit=1000", after)
+                                        : fmt::format("/v1/events?after={}&limit=1000", after));
+      if (!r) {
+        code = report(r.error());
+        break;
+      }
+      for (const json& row : *r) {
+        after = row["id"].get<int64_t>();
+        const char* stamp = tasks ? "created_at" : "at";
+        if (!since_text.empty() && row[stamp].get<std::string>() < since_text) continue;
+        w.row(tasks ? flat_task(row) : row);
+      }
+      if (r->size() < 1000) break;
+    }
+  }
+  if (out != stdout) std::fclose(out);
+  return code;
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& app, Globals& g, Action& action) {
+  auto f = std::make_shared<ExportFlags>();
+  CLI::App* c = app.add_subcommand("export", "Tasks, workers or events as CSV or JSON lines");
+  c->add_option("--format", f->format, "csv (RFC 4180, with a header row) or jsonl");
+  c->add_option("--what", f->what, "tasks (default), workers or events");
+  c->add_option("--since", f->since, "Only rows from this long ago on (tasks by creation)");
+  c->add_option("-o,--output", f->output, "Write to this file (default: stdout)");
+  c->callback([&g, &action, f] { action = [&g, f] { return export_rows(g, *f); }; });
+}
+
+}  // namespace rota::cli
