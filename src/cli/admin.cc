@@ -56,6 +56,7 @@ struct DaemonFlags {
   std::string durability = "normal";
   std::string log_cap = "64MiB";
   std::string grace = "10s";
+  std::string log_level = "info";
 };
 
 Result<Durability> parse_durability(const std::string& text) {
@@ -82,6 +83,7 @@ int daemon_run(const Globals& g, const DaemonFlags& f) {
   o.durability = *durability;
   o.log_cap = *cap;
   o.stop_grace_ms = *grace;
+  o.log_level = f.log_level;
   return run_daemon(o);
 }
 
@@ -93,7 +95,8 @@ int daemon_start(const Globals& g, const DaemonFlags& f) {
     return 0;
   }
   if (auto c = parse_size(f.log_cap); !c) return report(c.error());
-  StartOptions args = {"--durability", f.durability, "--log-cap", f.log_cap};
+  StartOptions args = {"--durability", f.durability,  "--log-cap",
+                       f.log_cap,      "--log-level", f.log_level};
   for (const auto& [key, value] : f.config) {
     if (value.empty()) continue;
     std::string flag = "--" + key;
@@ -281,6 +284,8 @@ void add_daemon_flags(CLI::App* c, DaemonFlags& f) {
   c->add_option("--durability", f.durability,
                 "normal (survives a crash of any process) or full (also power loss)");
   c->add_option("--log-cap", f.log_cap, "Largest log kept per task (default 64MiB)");
+  c->add_option("--log-level", f.log_level,
+                "The daemon's own log: trace, debug, info, warn, error");
 }
 
 }  // namespace

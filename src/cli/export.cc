@@ -2,8 +2,8 @@
 // scripts.
 #include <fmt/format.h>
 
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -41,12 +41,12 @@ std::string csv_field(const json& v) {
 // The columns of each kind of row, in order.
 std::vector<std::string> columns(const std::string& what) {
   if (what == "workers") {
-    return {"id", "slot", "pid", "state", "task", "uptime_ms", "restarts", "tasks_done",
-            "tasks_failed", "heartbeat_age_ms"};
+    return {"id",        "slot",     "pid",        "state",        "task",
+            "uptime_ms", "restarts", "tasks_done", "tasks_failed", "heartbeat_age_ms"};
   }
   if (what == "events") return {"id", "at", "kind", "task", "worker", "from", "to", "detail"};
-  return {"id",         "state",      "queue",      "priority",    "attempts",   "max_attempts",
-          "exit_code",  "signal",     "error",      "command",     "cwd",        "labels",
+  return {"id",         "state",      "queue",      "priority",    "attempts", "max_attempts",
+          "exit_code",  "signal",     "error",      "command",     "cwd",      "labels",
           "depends_on", "created_at", "started_at", "finished_at", "worker"};
 }
 

@@ -40,7 +40,8 @@ int stats(const Globals& g, const StatsFlags& f) {
     const json& rate = grp["success_rate"];
     rows.push_back({grp["key"], cell(grp["completed"]), cell(grp["failed"]),
                     rate.is_null() ? "-" : fmt::format("{:.1f}%", rate.get<double>() * 100),
-                    cell(grp["retries"]), ms(grp["duration_ms"]["p50"]), ms(grp["duration_ms"]["p95"]),
+                    cell(grp["retries"]), ms(grp["duration_ms"]["p50"]),
+                    ms(grp["duration_ms"]["p95"]),
                     fmt::format("{}ms", grp["duration_ms"]["max"].get<int64_t>()),
                     ms(grp["wait_ms"]["mean"]), ms(grp["wait_ms"]["p95"]),
                     fmt::format("{:.1f}/min", grp["throughput_per_min"].get<double>())});
@@ -65,7 +66,8 @@ int stats(const Globals& g, const StatsFlags& f) {
 
 void add_stats_command(CLI::App& app, Globals& g, Action& action) {
   auto f = std::make_shared<StatsFlags>();
-  CLI::App* c = app.add_subcommand("stats", "Completed, failed, retries, durations, waits, throughput");
+  CLI::App* c =
+      app.add_subcommand("stats", "Completed, failed, retries, durations, waits, throughput");
   c->add_option("--since", f->since, "The window (default 1h)");
   c->add_option("--by", f->by, "queue (default), label, worker or command");
   c->add_flag("--reset", f->reset, "Count from now on (the task history stays)");

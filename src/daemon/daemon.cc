@@ -26,6 +26,7 @@
 #include "daemon/committer.h"
 #include "daemon/config.h"
 #include "daemon/engine.h"
+#include "daemon/log_format.h"
 #include "daemon/pool.h"
 #include "daemon/systemd.h"
 #include "store/sqlite_store.h"
@@ -90,6 +91,9 @@ Result<int> lock_home(const Home& home) {
 int run_daemon(const DaemonOptions& o) {
   ::signal(SIGPIPE, SIG_IGN);
   ::umask(077);  // the store, logs and socket are the user's alone
+  if (auto r = setup_daemon_log(::isatty(2) ? LogStyle::kText : LogStyle::kJson, o.log_level); !r) {
+    return fail(r.error());
+  }
   Home home = home_at(o.home);
   if (auto r = prepare_home(home); !r) return fail(r.error());
   auto config = load_config(home.dir + "/rota.toml");
@@ -150,13 +154,13 @@ int run_daemon(const DaemonOptions& o) {
     stopping = true;
     if (mode == StopMode::kDetach) {
       // rota daemon restart: running tasks stay with their workers, which reattach.
-      spdlog::info("restarting: workers keep their tasks and reattach to the next daemon");
+      spdlog::info("restarting; workers keep their tasks and reattach to the next daemon");
       engine.stop_dispatching();
       pool.detach();
       committer.after_commit([&](const Status&) { io.stop(); });
       return;
     }
-    spdlog::info("stopping: running tasks have {} ms to finish", grace_ms);
+    spdlog::info("stopping; running tasks have {} ms to finish", grace_ms);
     engine.stop_dispatching();
     pool.shutdown(grace_ms, [&] { committer.after_commit([&](const Status&) { io.stop(); }); });
     // Workers escalate to SIGKILL after the grace; this is the backstop if one cannot.

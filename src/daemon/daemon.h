@@ -15,6 +15,7 @@ struct DaemonOptions {
   Durability durability = Durability::kNormal;
   int64_t log_cap = 64LL << 20;
   int64_t stop_grace_ms = 10'000;  // on SIGTERM/SIGINT
+  std::string log_level = "info";
   // Values of rota.toml's keys given as flags; they override the file.
   std::map<std::string, std::string> config_flags;
 };

@@ -25,7 +25,7 @@ struct Group {
 double percentile(std::vector<int64_t>& v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  size_t k = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size()))) ;
+  size_t k = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
   return static_cast<double>(v[std::min(v.size() - 1, k == 0 ? 0 : k - 1)]);
 }
 
@@ -89,17 +89,22 @@ json compute_stats(const std::vector<AttemptRecord>& attempts, StatsBy by, int64
     out.push_back({{"key", key},
                    {"completed", g.completed},
                    {"failed", g.failed},
-                   {"success_rate", finished ? json(static_cast<double>(g.completed) / static_cast<double>(finished)) : json(nullptr)},
+                   {"success_rate", finished ? json(static_cast<double>(g.completed) /
+                                                    static_cast<double>(finished))
+                                             : json(nullptr)},
                    {"retries", g.retries},
                    {"attempts", g.attempts},
                    {"duration_ms",
                     {{"p50", percentile(g.durations, 50)},
                      {"p95", percentile(g.durations, 95)},
-                     {"max", g.durations.empty() ? int64_t{0} : *std::max_element(g.durations.begin(), g.durations.end())}}},
+                     {"max", g.durations.empty()
+                                 ? int64_t{0}
+                                 : *std::max_element(g.durations.begin(), g.durations.end())}}},
                    {"wait_ms", {{"mean", mean_wait}, {"p95", percentile(g.waits, 95)}}},
                    {"throughput_per_min", static_cast<double>(finished) / minutes}});
   }
-  return json{{"from", format_timestamp(from_ms)}, {"to", format_timestamp(to_ms)}, {"groups", out}};
+  return json{
+      {"from", format_timestamp(from_ms)}, {"to", format_timestamp(to_ms)}, {"groups", out}};
 }
 
 json worker_stats(const std::vector<AttemptRecord>& attempts, int64_t window_ms) {
@@ -116,11 +121,13 @@ json worker_stats(const std::vector<AttemptRecord>& attempts, int64_t window_ms)
   }
   json out = json::array();
   for (const auto& [id, w] : workers) {
-    out.push_back({{"worker", id},
-                   {"tasks_done", w.done},
-                   {"tasks_failed", w.failed},
-                   {"busy_ms", w.busy_ms},
-                   {"busy_share", window_ms > 0 ? std::min(1.0, static_cast<double>(w.busy_ms) / window_ms) : 0.0}});
+    out.push_back(
+        {{"worker", id},
+         {"tasks_done", w.done},
+         {"tasks_failed", w.failed},
+         {"busy_ms", w.busy_ms},
+         {"busy_share",
+          window_ms > 0 ? std::min(1.0, static_cast<double>(w.busy_ms) / window_ms) : 0.0}});
   }
   return out;
 }

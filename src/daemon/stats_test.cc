@@ -55,7 +55,9 @@ TEST(Stats, GroupsByEveryLabel) {
 
 // A worker's busy share is the part of the window it spent running attempts.
 TEST(Stats, WorkerBusyShare) {
-  auto w = worker_stats({attempt(1, 1, 1, "succeeded", 0, 15'000), attempt(2, 1, 1, "failed", 20'000, 35'000)}, 60'000);
+  auto w = worker_stats(
+      {attempt(1, 1, 1, "succeeded", 0, 15'000), attempt(2, 1, 1, "failed", 20'000, 35'000)},
+      60'000);
   ASSERT_EQ(w.size(), 1u);
   EXPECT_EQ(w[0]["tasks_done"], 1);
   EXPECT_EQ(w[0]["tasks_failed"], 1);

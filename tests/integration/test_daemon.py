@@ -166,3 +166,20 @@ def test_missing_task_exit_1(rota):
         r = rota.run(*args)
         assert r.returncode == 1, (args, r)
         assert len(r.stderr.splitlines()) == 1 and "4242" in r.stderr, (args, r.stderr)
+
+
+# Started in the background (no terminal), the daemon writes its own log as JSON lines with
+# time, level, component, worker, task and message; a bad --log-level is refused.
+def test_daemon_log_is_json_lines_off_a_terminal(rota):
+
+    pid = rota.workers()[0]["pid"]
+    os.kill(pid, 9)
+    path = os.path.join(rota.home, "daemon.log")
+
+    def lines():
+        return [json.loads(line) for line in open(path) if line.startswith("{")]
+    wait_for(lambda: any(e["worker"] is not None and e["component"] == "pool" for e in lines()),
+             message="a pool line about the killed worker")
+    for e in lines():
+        assert list(e) == ["time", "level", "component", "worker", "task", "message"]
+    assert rota.run("daemon", "run", "--log-level", "loud").returncode == 2
