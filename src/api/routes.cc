@@ -15,6 +15,7 @@
 
 #include "api/task_json.h"
 #include "core/duration.h"
+#include "daemon/analyze.h"
 #include "daemon/stats.h"
 
 namespace rota {
@@ -554,6 +555,59 @@ void stats(ApiContext& c, const HttpRequest& req, Responder respond) {
   respond(ok(j));
 }
 
+void analyze(ApiContext& c, const HttpRequest&, Responder respond) {
+  int64_t now = c.clock.now_ms();
+  auto rows = c.store.attempts_since(now - 3'600'000);
+  if (!rows) return respond(error_response(rows.error()));
+  AnalyzeInput in;
+  in.arrivals_per_min = c.engine.arrival_rate(15);
+  in.completions_per_min = c.engine.completion_rate(15);
+  StateCounts totals = c.engine.totals();
+  in.backlog = totals[static_cast<int>(TaskState::kWaiting)] +
+               totals[static_cast<int>(TaskState::kScheduled)];
+  for (const QueueInfo& q : c.engine.queues()) {
+    auto it = c.engine.counts().find(q.name);
+    if (!q.paused && it != c.engine.counts().end()) {
+      in.backlog += it->second[static_cast<int>(TaskState::kQueued)];
+    }
+  }
+  in.pool_size = c.pool.size();
+  in.degraded = c.pool.degraded();
+  std::map<std::string, int64_t> timeouts;
+  for (const AttemptRecord& a : *rows) {
+    if (a.outcome == "timeout") ++timeouts[a.command];
+  }
+  in.timeouts_by_command.assign(timeouts.begin(), timeouts.end());
+  in.command_stats = compute_stats(*rows, StatsBy::kCommand, now - 3'600'000, now)["groups"];
+  in.queue_stats = compute_stats(*rows, StatsBy::kQueue, now - 3'600'000, now)["groups"];
+  in.workers = json::array();
+  for (const WorkerView& w : c.pool.view()) {
+    if (w.health == WorkerHealth::kWorking || w.health == WorkerHealth::kSlow) ++in.busy_workers;
+    if (w.health == WorkerHealth::kGivenUp) {
+      in.given_up.push_back(fmt::format("slot {} (worker {})", w.slot, w.id));
+    }
+    in.workers.push_back({{"id", w.id},
+                          {"slot", w.slot >= 0 ? json(w.slot) : json(nullptr)},
+                          {"restarts", w.restarts}});
+  }
+  in.queues = json::array();
+  for (const QueueInfo& q : c.engine.queues()) {
+    int64_t ready = 0;
+    if (auto it = c.engine.counts().find(q.name); it != c.engine.counts().end()) {
+      ready = it->second[static_cast<int>(TaskState::kQueued)];
+    }
+    in.queues.push_back({{"name", q.name}, {"paused", q.paused}, {"ready", ready}});
+  }
+  json out = json::array();
+  for (const Finding& f : rota::analyze(in)) {
+    out.push_back({{"kind", f.kind}, {"message", f.message}, {"action", f.action}});
+  }
+  respond(ok(json{{"findings", out},
+                  {"arrivals_per_min", in.arrivals_per_min},
+                  {"completions_per_min", in.completions_per_min},
+                  {"backlog", in.backlog}}));
+}
+
 void reset_stats(ApiContext& c, const HttpRequest&, Responder respond) {
   if (!c.committer.write()) return respond(error_response(c.committer.health().error()));
   int64_t now = c.clock.now_ms();
@@ -679,6 +733,7 @@ void add_routes(Router& r, ApiContext& c) {
   r.add("GET", "/metrics", bind(metrics));
   r.add("GET", "/v1/stats", bind(stats));
   r.add("POST", "/v1/stats/reset", bind(reset_stats));
+  r.add("GET", "/v1/analyze", bind(analyze));
   r.add("POST", "/v1/workers/{}/restart", bind(restart));
 }
 

@@ -62,6 +62,25 @@ int stats(const Globals& g, const StatsFlags& f) {
   return 0;
 }
 
+int analyze(const Globals& g) {
+  Client client = make_client(g);
+  if (auto r = client.connect(); !r) return report(r.error());
+  auto r = client.call("GET", "/v1/analyze");
+  if (!r) return report(r.error());
+  if (g.json) {
+    fmt::print("{}\n", r->dump(2));
+    return 0;
+  }
+  fmt::print("{:.1f} tasks/min arrive, {:.1f}/min finish (last 15 min); {} waiting\n\n",
+             (*r)["arrivals_per_min"].get<double>(), (*r)["completions_per_min"].get<double>(),
+             (*r)["backlog"].get<int64_t>());
+  if ((*r)["findings"].empty()) fmt::print("nothing to report\n");
+  for (const json& f : (*r)["findings"]) {
+    fmt::print("• {}\n  → {}\n", f["message"].get<std::string>(), f["action"].get<std::string>());
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_stats_command(CLI::App& app, Globals& g, Action& action) {
@@ -73,6 +92,10 @@ void add_stats_command(CLI::App& app, Globals& g, Action& action) {
   c->add_flag("--reset", f->reset, "Count from now on (the task history stays)");
   add_json_flag(c, g);
   c->callback([&g, &action, f] { action = [&g, f] { return stats(g, *f); }; });
+
+  CLI::App* a = app.add_subcommand("analyze", "Findings from the numbers, each with what to do");
+  add_json_flag(a, g);
+  a->callback([&g, &action] { action = [&g] { return analyze(g); }; });
 }
 
 }  // namespace rota::cli

@@ -129,6 +129,7 @@ Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs) {
   }
   auto ids = store_.insert_tasks(rows);
   if (!ids) return std::unexpected(ids.error());
+  arrivals_.add(now, static_cast<int64_t>(rows.size()));
   for (const NewTask& row : rows) {
     ++counts_[row.spec.queue][static_cast<int>(row.state)];
     if (row.state == TaskState::kScheduled) schedule_wake(row.run_after_ms);
@@ -485,6 +486,7 @@ void Engine::record_event(int64_t task, int64_t worker, TaskState from, TaskStat
 }
 
 Status Engine::on_finished(int64_t task_id, TaskState state) {
+  completions_.add(clock_.now_ms());
   settle_waiters(task_id, state);
   // Only a waiting task can depend on an unfinished one.
   if (totals()[static_cast<int>(TaskState::kWaiting)] == 0) return {};

@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/task.h"
 #include "daemon/alerts.h"
+#include "daemon/analyze.h"
 #include "daemon/committer.h"
 #include "daemon/metrics.h"
 #include "daemon/pool.h"
@@ -92,6 +93,9 @@ class Engine final : public PoolListener {
   bool accepting() const { return accepting_; }
 
   StateCounts totals() const;
+  // Tasks added and finished per minute over the last `minutes` minutes.
+  double arrival_rate(int minutes) const { return arrivals_.rate(clock_.now_ms(), minutes); }
+  double completion_rate(int minutes) const { return completions_.rate(clock_.now_ms(), minutes); }
   const std::map<std::string, StateCounts>& counts() const { return counts_; }
   std::vector<QueueInfo> queues() const;
   int64_t running_in(const std::string& queue) const;
@@ -143,6 +147,8 @@ class Engine final : public PoolListener {
   Pool* pool_ = nullptr;
   Alerts* alerts_ = nullptr;
   Metrics* metrics_ = nullptr;
+  MinuteCounter arrivals_;
+  MinuteCounter completions_;
   int64_t last_progress_ms_ = 0;
   bool stalled_ = false;
   bool degraded_ = false;

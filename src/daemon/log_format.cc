@@ -17,7 +17,8 @@ namespace {
 // The number after `word ` in `text`, if any ("worker 12" -> 12).
 nlohmann::ordered_json id_after(const std::string& text, const std::string& word) {
   size_t at = text.find(word + " ");
-  if (at == std::string::npos || (at > 0 && std::isalnum(static_cast<unsigned char>(text[at - 1])))) {
+  if (at == std::string::npos ||
+      (at > 0 && std::isalnum(static_cast<unsigned char>(text[at - 1])))) {
     return nullptr;
   }
   size_t i = at + word.size() + 1;
@@ -30,7 +31,8 @@ nlohmann::ordered_json id_after(const std::string& text, const std::string& word
 class JsonFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
     std::string line = json_log_line(format_timestamp(ms),
                                      std::string(spdlog::level::to_string_view(msg.level).data(),
                                                  spdlog::level::to_string_view(msg.level).size()),
@@ -55,22 +57,24 @@ std::string json_log_line(const std::string& time, const std::string& level,
     text = message.substr(colon + 2);
   }
   nlohmann::ordered_json j = {{"time", time},
-                      {"level", level},
-                      {"component", component},
-                      {"worker", id_after(text, "worker")},
-                      {"task", id_after(text, "task")},
-                      {"message", text}};
+                              {"level", level},
+                              {"component", component},
+                              {"worker", id_after(text, "worker")},
+                              {"task", id_after(text, "task")},
+                              {"message", text}};
   return j.dump() + "\n";
 }
 
 Status setup_daemon_log(LogStyle style, const std::string& level) {
   auto parsed = spdlog::level::from_str(level);
   if (parsed == spdlog::level::off && level != "off") {
-    return make_error(Code::kInvalidArgument,
-                      fmt::format("--log-level: \"{}\" is not trace, debug, info, warn or error", level),
-                      "--log-level");
+    return make_error(
+        Code::kInvalidArgument,
+        fmt::format("--log-level: \"{}\" is not trace, debug, info, warn or error", level),
+        "--log-level");
   }
-  auto logger = std::make_shared<spdlog::logger>("rota", std::make_shared<spdlog::sinks::stderr_sink_st>());
+  auto logger =
+      std::make_shared<spdlog::logger>("rota", std::make_shared<spdlog::sinks::stderr_sink_st>());
   if (style == LogStyle::kJson) {
     logger->set_formatter(std::make_unique<JsonFormatter>());
   } else {

@@ -9,8 +9,8 @@ namespace {
 
 // A log line names its component and the worker and task it is about.
 TEST(LogFormat, JsonLineHasComponentWorkerAndTask) {
-  auto j = nlohmann::json::parse(
-      json_log_line("2026-11-23T09:00:00.000Z", "warn", "pool: worker 12 killed by signal 9 (task 7)"));
+  auto j = nlohmann::json::parse(json_log_line("2026-11-23T09:00:00.000Z", "warn",
+                                               "pool: worker 12 killed by signal 9 (task 7)"));
   EXPECT_EQ(j["level"], "warn");
   EXPECT_EQ(j["component"], "pool");
   EXPECT_EQ(j["worker"], 12);

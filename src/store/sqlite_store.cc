@@ -618,6 +618,15 @@ Result<std::vector<AttemptRecord>> SqliteStore::attempts_since(int64_t since_ms)
     r.outcome = stmt->text(5);
     r.queue = stmt->text(6);
     r.command = stmt->text(7);
+    if (!r.command.empty() && r.command.front() == '[') {  // argv: shown as one line
+      try {
+        std::string line;
+        for (const auto& a : json::parse(r.command))
+          line += (line.empty() ? "" : " ") + a.get<std::string>();
+        r.command = line;
+      } catch (const json::exception&) {
+      }
+    }
     if (!stmt->is_null(8)) {
       try {
         r.labels = json::parse(stmt->text(8)).get<Labels>();

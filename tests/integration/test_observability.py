@@ -193,3 +193,20 @@ def test_export_csv_and_jsonl(rota):
     workers = list(csv.DictReader(io.StringIO(rota.ok("export", "--what", "workers"))))
     assert len(workers) == 2 and {w["state"] for w in workers} <= {"idle", "working"}
     assert rota.run("export", "--format", "xml").returncode == 2
+
+
+# rota analyze turns the numbers into findings with actions: a command that mostly times out,
+# and a paused queue holding ready work.
+def test_analyze_names_timeouts_and_paused_queues(rota):
+    marker = "sleep 30.5"
+    ids = [rota.add("--timeout", "100ms", "--", "sleep", "30.5") for _ in range(3)]
+    rota.ok("queue", "pause", "held")
+    rota.add("--queue", "held", "--", "true")
+    for i in ids:
+        assert rota.wait(i) == 1
+    report = rota.json("analyze")
+    kinds = {f["kind"]: f for f in report["findings"]}
+    assert "timeouts" in kinds, report
+    assert marker in kinds["timeouts"]["message"] and "3 of its 3" in kinds["timeouts"]["message"]
+    assert "--timeout" in kinds["timeouts"]["action"]
+    assert kinds["paused_queue"]["action"] == "rota queue resume held"
