@@ -70,6 +70,7 @@ int run_cli(int argc, char** argv) {
   cli::add_health_commands(app, globals, action);
   cli::add_export_command(app, globals, action);
   cli::add_stats_command(app, globals, action);
+  cli::add_top_command(app, globals, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

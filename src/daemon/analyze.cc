@@ -50,10 +50,12 @@ std::vector<Finding> analyze(const AnalyzeInput& in) {
     std::string drain = "no task finished lately: look at rota health";
     if (per_worker > 0) {
       // Workers that would finish the backlog within the hour while arrivals go on.
-      int needed = static_cast<int>(std::ceil((in.arrivals_per_min + in.backlog / 60.0) / per_worker));
-      drain = fmt::format("at {:.1f} tasks/min per worker, {} workers would drain it within the "
-                          "hour: rota scale {}",
-                          per_worker, needed, needed);
+      int needed =
+          static_cast<int>(std::ceil((in.arrivals_per_min + in.backlog / 60.0) / per_worker));
+      drain = fmt::format(
+          "at {:.1f} tasks/min per worker, {} workers would drain it within the "
+          "hour: rota scale {}",
+          per_worker, needed, needed);
     }
     out.push_back({"backlog_growing",
                    fmt::format("the backlog grows: {:.1f} tasks/min arrive, {:.1f}/min finish, "
@@ -86,19 +88,19 @@ std::vector<Finding> analyze(const AnalyzeInput& in) {
   for (const auto& g : in.queue_stats) {
     double p95 = g["wait_ms"]["p95"];
     if (p95 > kSlowStartMs) {
-      out.push_back({"slow_start",
-                     fmt::format("tasks of queue {} waited {} to start (p95, last hour)",
-                                 g["key"].get<std::string>(),
-                                 format_duration_ms(static_cast<int64_t>(p95))),
-                     fmt::format("add workers (rota scale {}) or raise the queue's limit",
-                                 in.pool_size + 2)});
+      out.push_back(
+          {"slow_start",
+           fmt::format("tasks of queue {} waited {} to start (p95, last hour)",
+                       g["key"].get<std::string>(), format_duration_ms(static_cast<int64_t>(p95))),
+           fmt::format("add workers (rota scale {}) or raise the queue's limit",
+                       in.pool_size + 2)});
     }
   }
   for (const auto& q : in.queues) {
     if (q["paused"].get<bool>() && q["ready"].get<int64_t>() > 0) {
       out.push_back({"paused_queue",
-                     fmt::format("queue {} is paused with {} tasks ready", q["name"].get<std::string>(),
-                                 q["ready"].get<int64_t>()),
+                     fmt::format("queue {} is paused with {} tasks ready",
+                                 q["name"].get<std::string>(), q["ready"].get<int64_t>()),
                      fmt::format("rota queue resume {}", q["name"].get<std::string>())});
     }
   }
