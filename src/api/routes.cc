@@ -459,7 +459,10 @@ json event_json(const Event& e) {
               {"detail", e.detail}};
 }
 
-// Server-sent events: every event after `after` as it is committed, until the client goes.
+constexpr std::chrono::milliseconds kStreamBatch{100};
+
+// Server-sent events: every event after `after` as it is committed (within kStreamBatch),
+// until the client goes.
 void stream_events(ApiContext& c, int64_t after, Responder respond) {
   HttpResponse r{200, "", "text/event-stream"};
   r.stream = [&c, after](StreamSend send) {
@@ -475,7 +478,18 @@ void stream_events(ApiContext& c, int64_t after, Responder respond) {
         }
         *next = e.id;
       }
-      if (auto self = weak.lock()) c.engine.follow_events([self] { (*self)(); });
+      auto self = weak.lock();
+      if (!self) return;
+      if (events->empty()) {
+        c.engine.follow_events([self] { (*self)(); });  // quiet: wake on the next commit
+        return;
+      }
+      // Busy: look again in a moment rather than on every commit, so that a stream costs
+      // the daemon ten wake-ups a second at most, however fast tasks finish.
+      auto timer = std::make_shared<boost::asio::steady_timer>(c.io, kStreamBatch);
+      timer->async_wait([self, timer](const boost::system::error_code& ec) {
+        if (!ec) (*self)();
+      });
     };
     // From here on, the engine's follower callback is what keeps the pump alive.
     (*pump)();

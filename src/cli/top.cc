@@ -33,7 +33,8 @@ int color_of(const std::string& state) {
   if (state == "slow" || state == "unresponsive" || state == "recovering" || state == "paused") {
     return kWarn;
   }
-  if (state == "dead" || state == "given-up" || state == "failed" || state == "degraded") return kBad;
+  if (state == "dead" || state == "given-up" || state == "failed" || state == "degraded")
+    return kBad;
   return 0;
 }
 
@@ -52,7 +53,7 @@ class Top {
   bool color_;
   bool utf8_;
   json health_;
-  std::deque<double> rates_;  // finished tasks per second, newest last
+  std::deque<double> rates_;                      // finished tasks per second, newest last
   std::map<std::string, int64_t> last_finished_;  // queue -> finished count at last refresh
   std::map<std::string, double> queue_rates_;
   std::vector<json> failures_;
@@ -72,7 +73,8 @@ Status Top::refresh() {
     int64_t finished = c["succeeded"].get<int64_t>() + c["failed"].get<int64_t>() +
                        c["cancelled"].get<int64_t>() + c["skipped"].get<int64_t>();
     std::string name = queue["name"];
-    double rate = last_finished_.count(name) ? static_cast<double>(finished - last_finished_[name]) : 0;
+    double rate =
+        last_finished_.count(name) ? static_cast<double>(finished - last_finished_[name]) : 0;
     queue_rates_[name] = std::max(0.0, rate);
     total += std::max(0.0, rate);
     last_finished_[name] = finished;
@@ -124,14 +126,17 @@ void Top::draw() {
     return;
   }
   std::string status = health_["status"];
-  put(y, 0, fmt::format("rota top  pid {}  up {}  loop lag {} ms  ", health_["pid"].get<int>(),
-                        age(health_["uptime_ms"]), health_["loop_lag_ms"].get<int64_t>()),
+  put(y, 0,
+      fmt::format("rota top  pid {}  up {}  loop lag {} ms  ", health_["pid"].get<int>(),
+                  age(health_["uptime_ms"]), health_["loop_lag_ms"].get<int64_t>()),
       kTitle, true);
   put(y++, std::min(cols - 12, 58), status, color_of(status), true);
-  put(y++, 0, fmt::format("throughput {:>6.1f}/s  {}", rates_.empty() ? 0.0 : rates_.back(), sparkline()));
+  put(y++, 0,
+      fmt::format("throughput {:>6.1f}/s  {}", rates_.empty() ? 0.0 : rates_.back(), sparkline()));
   ++y;
-  put(y++, 0, fmt::format("{:<5} {:<4} {:<8} {:<12} {:<8} {:>9} {:>8}", "WORKER", "SLOT", "PID",
-                          "STATE", "TASK", "HEARTBEAT", "RESTARTS"),
+  put(y++, 0,
+      fmt::format("{:<5} {:<4} {:<8} {:<12} {:<8} {:>9} {:>8}", "WORKER", "SLOT", "PID", "STATE",
+                  "TASK", "HEARTBEAT", "RESTARTS"),
       0, true);
   const json& workers = health_["workers"];
   int room = std::max(2, (rows - 14) / 2);
@@ -144,21 +149,24 @@ void Top::draw() {
     std::string state = w["state"];
     put(y, 0, fmt::format("{:<5} {:<4} {:<8} ", cell(w["id"]), cell(w["slot"]), cell(w["pid"])));
     put(y, 21, fmt::format("{:<12}", state), color_of(state));
-    put(y++, 34, fmt::format("{:<8} {:>9} {:>8}", cell(w["task"]), age(w["heartbeat_age_ms"]),
-                             cell(w["restarts"])));
+    put(y++, 34,
+        fmt::format("{:<8} {:>9} {:>8}", cell(w["task"]), age(w["heartbeat_age_ms"]),
+                    cell(w["restarts"])));
   }
   ++y;
-  put(y++, 0, fmt::format("{:<16} {:<7} {:>7} {:>8} {:>8} {:>8}", "QUEUE", "STATE", "READY",
-                          "RUNNING", "WAITING", "DONE/S"),
+  put(y++, 0,
+      fmt::format("{:<16} {:<7} {:>7} {:>8} {:>8} {:>8}", "QUEUE", "STATE", "READY", "RUNNING",
+                  "WAITING", "DONE/S"),
       0, true);
   for (const json& q : health_["queues"]) {
     if (y >= rows - 6) break;
     std::string state = q["paused"].get<bool>() ? "paused" : "active";
     put(y, 0, fmt::format("{:<16} ", q["name"].get<std::string>().substr(0, 16)));
     put(y, 17, fmt::format("{:<7}", state), color_of(state));
-    put(y++, 25, fmt::format("{:>7} {:>8} {:>8} {:>8.1f}", q["ready"].get<int64_t>(),
-                             q["running"].get<int64_t>(), q["waiting"].get<int64_t>(),
-                             queue_rates_[q["name"].get<std::string>()]));
+    put(y++, 25,
+        fmt::format("{:>7} {:>8} {:>8} {:>8.1f}", q["ready"].get<int64_t>(),
+                    q["running"].get<int64_t>(), q["waiting"].get<int64_t>(),
+                    queue_rates_[q["name"].get<std::string>()]));
   }
   ++y;
   put(y++, 0, "RECENT FAILURES AND ALERTS", 0, true);
@@ -166,9 +174,9 @@ void Top::draw() {
   for (auto it = failures_.rbegin(); it != failures_.rend() && left-- > 0; ++it) {
     const json& e = *it;
     std::string at = e["at"].get<std::string>().substr(11, 8);
-    std::string what = e["kind"] == "alert"
-                           ? e["detail"].get<std::string>()
-                           : fmt::format("task {} failed: {}", cell(e["task"]), e["detail"].get<std::string>());
+    std::string what = e["kind"] == "alert" ? e["detail"].get<std::string>()
+                                            : fmt::format("task {} failed: {}", cell(e["task"]),
+                                                          e["detail"].get<std::string>());
     put(y++, 0, fmt::format("{} {}", at, what), e["kind"] == "alert" ? kWarn : kBad);
   }
   put(rows - 1, 0, "q quits  (refreshes every second)");
@@ -221,7 +229,8 @@ int top(const Globals& g) {
 }  // namespace
 
 void add_top_command(CLI::App& app, Globals& g, Action& action) {
-  CLI::App* c = app.add_subcommand("top", "A live view of workers, queues, throughput and failures");
+  CLI::App* c =
+      app.add_subcommand("top", "A live view of workers, queues, throughput and failures");
   c->callback([&g, &action] { action = [&g] { return top(g); }; });
 }
 
