@@ -186,12 +186,18 @@ void add(ApiContext& c, const HttpRequest& req, Responder respond) {
       return fail(e);
     }
   }
-  auto ids = c.engine.add(std::move(specs));
+  std::vector<size_t> duplicates;
+  auto ids = c.engine.add(std::move(specs), &duplicates);
   if (!ids) return fail(ids.error());
-  if (batch) return reply_committed(c.committer, std::move(respond), json{{"ids", *ids}}, 201);
+  if (batch) {
+    return reply_committed(c.committer, std::move(respond),
+                           json{{"ids", *ids}, {"duplicates", duplicates}}, 201);
+  }
   auto task = c.store.get_task(ids->front());
   if (!task || !*task) return fail({Code::kInternal, "the new task vanished", {}});
-  reply_committed(c.committer, std::move(respond), task_to_json(**task), 201);
+  json reply = task_to_json(**task);
+  reply["duplicate"] = !duplicates.empty();  // --unique: the task that already held the key
+  reply_committed(c.committer, std::move(respond), reply, duplicates.empty() ? 201 : 200);
 }
 
 void list(ApiContext& c, const HttpRequest& req, Responder respond) {

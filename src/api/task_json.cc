@@ -111,6 +111,12 @@ Result<TaskSpec> spec_from_json(const json& j, const TaskSpec& defaults) {
         spec.delay_ms = *d;
       } else if (key == "labels") {
         spec.labels = v.get<Labels>();
+      } else if (key == "unique") {
+        spec.unique_key = v.get<std::string>();
+      } else if (key == "unique_for") {
+        auto d = duration_field(v, key);
+        if (!d) return std::unexpected(d.error());
+        spec.unique_for_ms = *d;
       } else if (key == "after") {
         spec.after = v.get<std::vector<int64_t>>();
       } else {

@@ -35,6 +35,8 @@ struct AddFlags {
   std::vector<std::string> labels;
   std::vector<std::string> env;
   std::string cwd;
+  std::string unique;
+  std::string unique_for;
 };
 
 Env current_env() {
@@ -66,6 +68,16 @@ Result<json> options_json(const AddFlags& f) {
     auto ms = parse_duration_ms(*value, flag);
     if (!ms) return std::unexpected(ms.error());
     j[key] = *ms;
+  }
+  if (!f.unique.empty()) j["unique"] = f.unique;
+  if (!f.unique_for.empty()) {
+    if (f.unique.empty()) {
+      return make_error(Code::kInvalidArgument, "--unique-for goes with --unique KEY",
+                        "--unique-for");
+    }
+    auto d = parse_duration_ms(f.unique_for, "--unique-for");
+    if (!d) return std::unexpected(d.error());
+    j["unique_for"] = *d;
   }
   auto after = parse_task_ids(f.after, "--after");
   if (!after) return std::unexpected(after.error());
@@ -152,6 +164,10 @@ int add(const Globals& g, const AddFlags& f) {
   }
   auto r = client.call("POST", "/v1/tasks", task);
   if (!r) return report(r.error());
+  if (r->value("duplicate", false)) {
+    fmt::print(stderr, "rota: task {} ({}) already holds --unique {}: nothing queued\n",
+               (*r)["id"].get<int64_t>(), (*r)["state"].get<std::string>(), f.unique);
+  }
   if (g.json) {
     fmt::print("{}\n", r->dump(2));
   } else {
@@ -179,6 +195,8 @@ void add_add_command(CLI::App& app, Globals& g, Action& action) {
   c->add_option("--label", f->labels, "KEY=VALUE (repeatable)");
   c->add_option("--env", f->env, "KEY=VALUE added to the caller's environment (repeatable)");
   c->add_option("--cwd", f->cwd, "Working directory (default: the current one)");
+  c->add_option("--unique", f->unique, "Queue nothing if a task with this key is not finished");
+  c->add_option("--unique-for", f->unique_for, "With --unique: nor finished within this long");
   add_json_flag(c, g);
   c->callback([&g, &action, f] { action = [&g, f] { return add(g, *f); }; });
 }

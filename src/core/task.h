@@ -59,6 +59,8 @@ struct TaskSpec {
   int64_t delay_ms = 0;
   Labels labels;
   std::vector<int64_t> after;
+  std::string unique_key;     // at most one unfinished task per key (rota add --unique)
+  int64_t unique_for_ms = 0;  // ... nor one finished this recently
 };
 
 // How an attempt ended, as the worker reports it.

@@ -81,15 +81,48 @@ TaskState Engine::ready_state(int64_t run_after_ms) const {
   return run_after_ms > clock_.now_ms() ? TaskState::kScheduled : TaskState::kQueued;
 }
 
-Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs) {
+// The task that a --unique key already names: unfinished, or finished within unique_for.
+Result<std::optional<int64_t>> Engine::unique_holder(const TaskSpec& spec, int64_t now) {
+  if (spec.unique_key.empty()) return std::optional<int64_t>();
+  auto found = store_.find_unique(spec.unique_key);
+  if (!found) return std::unexpected(found.error());
+  if (!*found) return std::optional<int64_t>();
+  auto [id, state, finished_at] = **found;
+  bool holds =
+      !is_terminal(state) || (spec.unique_for_ms > 0 && finished_at >= now - spec.unique_for_ms);
+  return holds ? std::optional<int64_t>(id) : std::nullopt;
+}
+
+Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs,
+                                         std::vector<size_t>* duplicates) {
   if (!accepting_) return make_error(Code::kUnavailable, "the daemon is stopping");
   TRY(committer_.write());
   int64_t now = clock_.now_ms();
   std::vector<NewTask> rows;
   rows.reserve(specs.size());
+  std::vector<int64_t> ids(specs.size(), 0);
+  std::vector<size_t> row_of;  // spec index of each row
   EnvPtr last_env;
   int64_t last_env_id = 0;
-  for (TaskSpec& spec : specs) {
+  for (size_t i = 0; i < specs.size(); ++i) {
+    TaskSpec& spec = specs[i];
+    auto holder = unique_holder(spec, now);
+    if (!holder) return std::unexpected(holder.error());
+    if (*holder) {
+      ids[i] = **holder;
+      if (duplicates) duplicates->push_back(i);
+      continue;
+    }
+    // Two tasks of one batch with one key: the first one holds it.
+    if (!spec.unique_key.empty()) {
+      auto same = std::find_if(row_of.begin(), row_of.end(),
+                               [&](size_t k) { return specs[k].unique_key == spec.unique_key; });
+      if (same != row_of.end()) {
+        ids[i] = -static_cast<int64_t>(*same) - 1;  // resolved to the first one's id below
+        if (duplicates) duplicates->push_back(i);
+        continue;
+      }
+    }
     NewTask row;
     row.created_at_ms = now;
     row.run_after_ms = spec.delay_ms > 0 ? now + spec.delay_ms : 0;
@@ -126,9 +159,14 @@ Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs) {
     row.env_id = last_env_id;
     row.spec = std::move(spec);
     rows.push_back(std::move(row));
+    row_of.push_back(i);
   }
-  auto ids = store_.insert_tasks(rows);
-  if (!ids) return std::unexpected(ids.error());
+  auto inserted = store_.insert_tasks(rows);
+  if (!inserted) return std::unexpected(inserted.error());
+  for (size_t r = 0; r < rows.size(); ++r) ids[row_of[r]] = (*inserted)[r];
+  for (int64_t& id : ids) {
+    if (id < 0) id = ids[static_cast<size_t>(-id - 1)];
+  }
   arrivals_.add(now, static_cast<int64_t>(rows.size()));
   for (const NewTask& row : rows) {
     ++counts_[row.spec.queue][static_cast<int>(row.state)];

@@ -75,7 +75,10 @@ class Engine final : public PoolListener {
   void follow_events(std::function<void()> wake);
 
   // The operations below write through the committer: the caller replies after commit.
-  Result<std::vector<int64_t>> add(std::vector<TaskSpec> specs);
+  // Adds tasks; a spec whose --unique key is taken yields the existing task's id instead, and
+  // its index goes into `duplicates` (if given).
+  Result<std::vector<int64_t>> add(std::vector<TaskSpec> specs,
+                                   std::vector<size_t>* duplicates = nullptr);
   // Cancels each task; `done` runs once every running one has stopped.
   void cancel(const std::vector<int64_t>& ids,
               std::function<void(Result<std::vector<int64_t>>)> done);
@@ -116,6 +119,7 @@ class Engine final : public PoolListener {
   };
   struct Waiter;
 
+  Result<std::optional<int64_t>> unique_holder(const TaskSpec& spec, int64_t now);
   void dispatch();
   Status start_on(int64_t worker, std::vector<std::string>& queues);
   std::vector<std::string> eligible_queues() const;

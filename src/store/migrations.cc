@@ -81,6 +81,10 @@ CREATE INDEX attempts_outcome ON attempts (task_id, outcome);
     Migration{3, R"sql(
 CREATE INDEX attempts_finished ON attempts (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
 )sql"},
+    Migration{4, R"sql(
+ALTER TABLE tasks ADD COLUMN unique_key TEXT;
+CREATE INDEX tasks_unique ON tasks (unique_key, id) WHERE unique_key IS NOT NULL;
+)sql"},
 };
 
 }  // namespace

@@ -195,8 +195,8 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
       auto stmt = db_->prepare(
           "INSERT INTO tasks (state, queue, priority, attempts, max_attempts, backoff_base_ms, "
           "backoff_max_ms, timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, "
-          "created_at_ms, finished_at_ms, slow_after_ms) "
-          "VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
+          "created_at_ms, finished_at_ms, slow_after_ms, unique_key) "
+          "VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)");
       if (!stmt) return std::unexpected(stmt.error());
       const TaskSpec& s = t.spec;
       stmt->bind(1, state_name(t.state)).bind(2, s.queue).bind(3, int64_t{s.priority});
@@ -220,6 +220,11 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
         stmt->bind_null(15);
       }
       stmt->bind(16, s.slow_after_ms);
+      if (s.unique_key.empty()) {
+        stmt->bind_null(17);
+      } else {
+        stmt->bind(17, s.unique_key);
+      }
       if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("insert task"));
     }
     int64_t id = db_->last_insert_rowid();
@@ -597,6 +602,20 @@ Result<int64_t> SqliteStore::last_event_id() {
   if (!stmt) return std::unexpected(stmt.error());
   if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("last event"));
   return stmt->int64(0);
+}
+
+Result<std::optional<std::tuple<int64_t, TaskState, int64_t>>> SqliteStore::find_unique(
+    const std::string& key) {
+  auto stmt = db_->prepare(
+      "SELECT id, state, coalesce(finished_at_ms, 0) FROM tasks WHERE unique_key = ?1 "
+      "ORDER BY id DESC LIMIT 1");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, key);
+  using Found = std::optional<std::tuple<int64_t, TaskState, int64_t>>;
+  if (stmt->step() != SQLITE_ROW) return Found();
+  auto state = parse_state(stmt->text(1));
+  if (!state) return Found();
+  return Found(std::tuple{stmt->int64(0), *state, stmt->int64(2)});
 }
 
 Result<std::vector<AttemptRecord>> SqliteStore::attempts_since(int64_t since_ms) {

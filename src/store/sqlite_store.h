@@ -10,7 +10,7 @@
 
 namespace rota {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 class SqliteStore final : public Store {
  public:
@@ -55,6 +55,8 @@ class SqliteStore final : public Store {
   Result<int64_t> next_worker_id() override;
   Result<int64_t> count_attempts(int64_t task_id, Outcome outcome) override;
   Result<std::vector<AttemptRecord>> attempts_since(int64_t since_ms) override;
+  Result<std::optional<std::tuple<int64_t, TaskState, int64_t>>> find_unique(
+      const std::string& key) override;
   Result<std::optional<std::string>> get_setting(const std::string& key) override;
   Status put_setting(const std::string& key, const std::string& value) override;
   std::string path() const override { return path_; }

@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
@@ -139,6 +140,10 @@ class Store {
   virtual Status append_event(const Event& event) = 0;
   virtual Result<std::vector<Event>> list_events(int64_t after_id, int limit) = 0;
   virtual Result<int64_t> last_event_id() = 0;
+
+  // The newest task added with this --unique key, if any: (id, state, finished_at_ms).
+  virtual Result<std::optional<std::tuple<int64_t, TaskState, int64_t>>> find_unique(
+      const std::string& key) = 0;
 
   // Attempts that finished at or after `since_ms` (an index range: no table scan).
   virtual Result<std::vector<AttemptRecord>> attempts_since(int64_t since_ms) = 0;

@@ -401,3 +401,24 @@ def test_queue_limit(rota):
         assert f.read().split() == ["start", "end"] * 4
     queues = {q["name"]: q for q in rota.json("queue", "list")}
     assert queues["q"]["limit"] == 1
+
+
+# --unique KEY: while a task with the key is unfinished, adding another queues nothing and
+# prints the existing id (exit 0, a note on stderr); once it finished, the key is free again,
+# unless --unique-for says it stays taken that long after.
+def test_unique_tasks(rota):
+    gate = os.path.join(rota.work, "gate")
+    first = rota.add("--unique", "nightly", "--", "sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done")
+    again = rota.run("add", "--unique", "nightly", "--", "true")
+    assert again.returncode == 0
+    assert again.stdout.strip() == str(first)
+    assert "already holds --unique nightly" in again.stderr
+    open(gate, "w").close()
+    assert rota.wait(first) == 0
+    second = rota.add("--unique", "nightly", "--unique-for", "1h", "--", "true")
+    assert second != first
+    assert rota.wait(second) == 0
+    third = rota.run("add", "--unique", "nightly", "--unique-for", "1h", "--", "true")
+    assert third.stdout.strip() == str(second)
+    assert len(rota.tasks()) == 2
+    assert rota.run("add", "--unique-for", "1h", "--", "true").returncode == 2
