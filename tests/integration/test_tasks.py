@@ -415,9 +415,11 @@ def test_unique_tasks(rota):
     assert "already holds --unique nightly" in again.stderr
     open(gate, "w").close()
     assert rota.wait(first) == 0
-    second = rota.add("--unique", "nightly", "--unique-for", "1h", "--", "true")
+    # It finished: the key is free for a plain --unique ...
+    second = rota.add("--unique", "nightly", "--", "true")
     assert second != first
     assert rota.wait(second) == 0
+    # ... but not for one that asks for no task finished within the hour.
     third = rota.run("add", "--unique", "nightly", "--unique-for", "1h", "--", "true")
     assert third.stdout.strip() == str(second)
     assert len(rota.tasks()) == 2
