@@ -9,6 +9,7 @@
 #include <fcntl.h>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
@@ -326,9 +327,19 @@ Status HttpServer::listen_tcp(const std::string& address, HttpAuth auth) {
   return {};
 }
 
+// An accept that failed (out of descriptors, say) is tried again shortly: the API must not
+// stop listening.
+void HttpServer::retry_later(std::function<void()> again) {
+  auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+  timer->async_wait([timer, again = std::move(again)](const beast::error_code& ec) {
+    if (!ec) again();
+  });
+}
+
 void HttpServer::accept_tcp() {
   tcp_->async_accept([this](beast::error_code ec, asio::ip::tcp::socket socket) {
-    if (ec) return;
+    if (ec == asio::error::operation_aborted || !tcp_) return;
+    if (ec) return retry_later([this] { accept_tcp(); });
     std::make_shared<Session<asio::ip::tcp::socket>>(std::move(socket), router_, &auth_)->start();
     if (tcp_) accept_tcp();
   });
@@ -347,7 +358,8 @@ void HttpServer::close() {
 
 void HttpServer::accept() {
   acceptor_->async_accept([this](beast::error_code ec, local::socket socket) {
-    if (ec) return;  // closed
+    if (ec == asio::error::operation_aborted || !acceptor_) return;  // closed
+    if (ec) return retry_later([this] { accept(); });                // e.g. out of descriptors
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&

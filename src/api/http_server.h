@@ -79,6 +79,7 @@ class HttpServer {
  private:
   void accept();
   void accept_tcp();
+  void retry_later(std::function<void()> again);
 
   boost::asio::io_context& io_;
   const Router& router_;

@@ -60,6 +60,7 @@ json task_to_json(const Task& t) {
       {"started_at", optional_time(t.started_at_ms)},
       {"finished_at", optional_time(t.finished_at_ms)},
       {"worker", optional_value(t.worker)},
+      {"result", t.result.empty() ? json(nullptr) : json::parse(t.result, nullptr, false)},
   };
 }
 

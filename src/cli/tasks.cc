@@ -123,6 +123,7 @@ int show(const Globals& g, const std::string& id_text) {
       {"run after", cell(j["run_after"])},
       {"worker", cell(j["worker"])},
       {"log", cell(j["log"])},
+      {"result", j["result"].is_null() ? "-" : j["result"].dump()},
   };
   for (const auto& [k, v] : lines) fmt::print("{:<10} {}\n", k + ":", v);
   if (!j["attempt_history"].empty()) {
@@ -134,6 +135,26 @@ int show(const Globals& g, const std::string& id_text) {
     fmt::print("\n");
     print_table({"ATTEMPT", "WORKER", "STARTED", "OUTCOME", "EXIT", "ERROR"}, rows);
   }
+  return 0;
+}
+
+// ---- result ---------------------------------------------------------------------------
+
+int result(const Globals& g, const std::string& id_text) {
+  auto ids = parse_task_ids({id_text}, "id");
+  if (!ids) return report(ids.error());
+  Client client = make_client(g);
+  if (auto r = client.connect(); !r) return report(r.error());
+  auto t = client.call("GET", fmt::format("/v1/tasks/{}", ids->front()));
+  if (!t) return report(t.error());
+  if ((*t)["result"].is_null()) {
+    return report({Code::kNotFound,
+                   fmt::format("task {} has no result ({}; a command task returns one by writing "
+                               "JSON to the file named by $ROTA_RESULT)",
+                               ids->front(), (*t)["state"].get<std::string>()),
+                   {}});
+  }
+  fmt::print("{}\n", (*t)["result"].dump(2));
   return 0;
 }
 
@@ -318,6 +339,12 @@ void add_task_commands(CLI::App& app, Globals& g, Action& action) {
     c->add_option("id", *id, "Task id")->required();
     add_json_flag(c, g);
     c->callback([&g, &action, id] { action = [&g, id] { return show(g, *id); }; });
+  }
+  {
+    auto id = std::make_shared<std::string>();
+    CLI::App* c = app.add_subcommand("result", "Print the JSON result a task returned");
+    c->add_option("id", *id, "Task id")->required();
+    c->callback([&g, &action, id] { action = [&g, id] { return result(g, *id); }; });
   }
   {
     auto id = std::make_shared<std::string>();

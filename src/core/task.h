@@ -99,6 +99,7 @@ struct Task {
   int64_t finished_at_ms = 0;     // terminal only
   std::optional<int64_t> worker;  // running only
   std::string token;              // the running attempt's token
+  std::string result;             // JSON text of the last result returned; empty: none
 };
 
 struct Attempt {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,6 +92,11 @@ Result<int> lock_home(const Home& home) {
 int run_daemon(const DaemonOptions& o) {
   ::signal(SIGPIPE, SIG_IGN);
   ::umask(077);  // the store, logs and socket are the user's alone
+  // Each worker takes two descriptors (socket, pidfd): allow as many as the system lets us.
+  if (rlimit lim{}; ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
   if (auto r = setup_daemon_log(::isatty(2) ? LogStyle::kText : LogStyle::kJson, o.log_level); !r) {
     return fail(r.error());
   }

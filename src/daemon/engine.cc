@@ -261,6 +261,11 @@ void Engine::on_worker_idle(int64_t) {
 // ---- attempts --------------------------------------------------------------------------
 
 void Engine::on_worker_message(int64_t worker, const Message& m) {
+  // The worker keeps a result until it is acknowledged, once it is durable (or rejected).
+  committer_.after_commit([this, worker, task = m.task, token = m.token](const Status& ok) {
+    if (ok && pool_)
+      pool_->send(worker, Message{.type = MessageType::kAck, .token = token, .task = task});
+  });
   auto it = running_.find(m.task);
   if (it == running_.end() || it->second.token != m.token || it->second.worker != worker) {
     // Fencing: a result for an attempt that was already given up is never recorded.
@@ -274,7 +279,7 @@ void Engine::on_worker_message(int64_t worker, const Message& m) {
   }
   Status r;
   if (m.type == MessageType::kDone) {
-    r = end_attempt(m.task, Outcome::kSucceeded, m.exit_code, m.signal, "", true);
+    r = end_attempt(m.task, Outcome::kSucceeded, m.exit_code, m.signal, m.error, true, m.result);
   } else {
     Outcome outcome = Outcome::kFailed;
     std::string error = m.error;
@@ -283,7 +288,7 @@ void Engine::on_worker_message(int64_t worker, const Message& m) {
     } else if (m.reason == FailReason::kCancelled) {
       outcome = Outcome::kCancelled;
     }
-    r = end_attempt(m.task, outcome, m.exit_code, m.signal, error, m.retryable);
+    r = end_attempt(m.task, outcome, m.exit_code, m.signal, error, m.retryable, m.result);
   }
   if (!r) spdlog::error("task {}: {}", m.task, r.error().message);
 }
@@ -445,7 +450,8 @@ void Engine::follow_events(std::function<void()> wake) {
 }
 
 Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> exit_code,
-                           std::optional<int> signal, std::string error, bool retryable) {
+                           std::optional<int> signal, std::string error, bool retryable,
+                           std::string result) {
   TRY(committer_.write());
   auto node = running_.extract(task_id);
   if (node.empty()) return {};
@@ -454,6 +460,8 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
   --running_by_queue_[t.queue];
 
   bool user_cancel = cancelling_.erase(task_id) > 0;
+  // A cancelled task stays cancelled, however its attempt ended (its worker may have died).
+  if (user_cancel && outcome != Outcome::kSucceeded) outcome = Outcome::kCancelled;
   if ((outcome == Outcome::kCancelled && !user_cancel) ||
       (!accepting_ && outcome == Outcome::kDaemonLost)) {
     // Not asked for by a user: the daemon is stopping and hands the attempt back.
@@ -469,7 +477,8 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
                  .exit_code = exit_code,
                  .signal = signal,
                  .error = std::move(error),
-                 .finished_at_ms = clock_.now_ms()};
+                 .finished_at_ms = clock_.now_ms(),
+                 .result = std::move(result)};
   end.to = state_after_attempt(t, outcome);
   if (outcome == Outcome::kHandedBack) {
     end.handed_back = true;
@@ -795,7 +804,17 @@ void Engine::wait(std::vector<int64_t> ids, bool all, int64_t wait_id, int64_t t
     waiter = w.get();
     waiters_.emplace(w->id, std::move(w));
   }
-  if (waiter->reply) answer(*waiter);  // a parked request is superseded
+  if (waiter->reply) {
+    // A parked request is superseded: answer it, then find the waiter again (answering a
+    // complete one forgets it).
+    int64_t id = waiter->id;
+    answer(*waiter);
+    auto again = waiters_.find(id);
+    if (again == waiters_.end()) {
+      return done(make_error(Code::kNotFound, fmt::format("wait {} has completed", id)));
+    }
+    waiter = again->second.get();
+  }
   waiter->reply = std::move(done);
   if (waiter->pending.empty()) return answer(*waiter);
   int64_t id = waiter->id;

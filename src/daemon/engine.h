@@ -124,7 +124,8 @@ class Engine final : public PoolListener {
   Status start_on(int64_t worker, std::vector<std::string>& queues);
   std::vector<std::string> eligible_queues() const;
   Status end_attempt(int64_t task_id, Outcome outcome, std::optional<int> exit_code,
-                     std::optional<int> signal, std::string error, bool retryable);
+                     std::optional<int> signal, std::string error, bool retryable,
+                     std::string result = {});
   Status move(const Task& task, TaskState to);
   void count(const std::string& queue, TaskState from, TaskState to);
   void record_event(int64_t task, int64_t worker, TaskState from, TaskState to, std::string detail);

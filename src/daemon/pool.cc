@@ -35,6 +35,11 @@ constexpr int64_t kFirstRestartDelayMs = 100;
 constexpr int64_t kMaxRestartDelayMs = 30'000;
 constexpr int64_t kLeaveAfterTaskMs = 365LL * 86'400'000;  // "after its task", in practice
 
+int64_t steady_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
 bool busy(WorkerHealth h) {
   return h == WorkerHealth::kWorking || h == WorkerHealth::kSlow ||
          h == WorkerHealth::kUnresponsive;
@@ -83,7 +88,8 @@ struct Pool::Worker {
   pid_t task_group = 0;
   int64_t task_started_ms = 0;
   int64_t slow_after_ms = 0;
-  std::string killed_because;  // why the supervisor killed it, if it did
+  int64_t last_heartbeat_mono = 0;  // steady clock: a suspend or a clock step is no silence
+  std::string killed_because;       // why the supervisor killed it, if it did
   bool restarted_by_hand = false;
   std::set<int64_t> envs_sent;
 };
@@ -197,12 +203,21 @@ void Pool::spawn(int slot) {
     return;
   }
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {  // out of descriptors: do not run a worker we cannot watch
+    spdlog::error("pool: pidfd_open: {}", std::strerror(errno));
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    close(sv[0]);
+    refill(slot, wall_now_ms(), true, fmt::format("pidfd_open: {}", std::strerror(errno)));
+    return;
+  }
   auto w = std::make_unique<Worker>(io_, sv[0], pidfd);
   w->v.id = id;
   w->v.slot = slot;
   w->v.pid = pid;
   w->v.started_at_ms = wall_now_ms();
   w->v.last_heartbeat_ms = w->v.started_at_ms;
+  w->last_heartbeat_mono = steady_ms();
   w->v.restarts = s.restarts;
   s.worker = id;
   s.last_worker = id;
@@ -233,12 +248,15 @@ void Pool::read(Worker& w) {
 }
 
 void Pool::on_line(Worker& w, std::string_view line) {
+  // Declared dead and killed: what it still had in flight must not revive it.
+  if (w.v.health == WorkerHealth::kDead) return;
   auto message = decode(line);
   if (!message) {
     spdlog::warn("pool: worker {}: {}", w.v.id, message.error().message);
     return;
   }
   w.v.last_heartbeat_ms = wall_now_ms();
+  w.last_heartbeat_mono = steady_ms();
   if (w.v.health == WorkerHealth::kUnresponsive) {
     set_health(w, w.token.empty() ? WorkerHealth::kIdle : WorkerHealth::kWorking,
                "heartbeats resumed");
@@ -345,10 +363,11 @@ void Pool::set_slot_state(Slot& s, WorkerHealth to, std::string detail) {
 
 void Pool::check_health(int64_t now) {
   std::vector<Worker*> dead;
+  int64_t mono = steady_ms();
   for (auto& [id, wp] : workers_) {
     Worker& w = *wp;
     if (w.v.health == WorkerHealth::kDead) continue;
-    int64_t silent = now - w.v.last_heartbeat_ms;
+    int64_t silent = mono - w.last_heartbeat_mono;
     if (silent >= options_.dead_after_ms) {
       w.killed_because = fmt::format("no heartbeat for {}", format_duration_ms(silent));
       dead.push_back(&w);
@@ -517,7 +536,14 @@ Status Pool::listen_reattach(const std::string& path) {
 void Pool::accept_reattach() {
   reattach_->async_accept([this](const boost::system::error_code& ec,
                                  asio::local::stream_protocol::socket socket) {
-    if (ec) return;
+    if (ec == asio::error::operation_aborted || !reattach_) return;
+    if (ec) {  // e.g. out of descriptors: try again shortly, never stop listening
+      auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+      timer->async_wait([this, timer](const boost::system::error_code& e) {
+        if (!e && reattach_) accept_reattach();
+      });
+      return;
+    }
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
@@ -551,6 +577,7 @@ void Pool::adopt(asio::local::stream_protocol::socket socket, std::string buffer
   w->v.pid = static_cast<pid_t>(hello.pid);
   w->v.started_at_ms = wall_now_ms();
   w->v.last_heartbeat_ms = w->v.started_at_ms;
+  w->last_heartbeat_mono = steady_ms();
   bool accepted = listener_.on_worker_reattach(id, hello.task, hello.token);
   if (accepted && hello.task) {
     w->v.task = hello.task;

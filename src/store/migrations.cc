@@ -85,6 +85,9 @@ CREATE INDEX attempts_finished ON attempts (finished_at_ms) WHERE finished_at_ms
 ALTER TABLE tasks ADD COLUMN unique_key TEXT;
 CREATE INDEX tasks_unique ON tasks (unique_key, id) WHERE unique_key IS NOT NULL;
 )sql"},
+    Migration{5, R"sql(
+ALTER TABLE tasks ADD COLUMN result TEXT;
+)sql"},
 };
 
 }  // namespace

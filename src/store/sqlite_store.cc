@@ -24,7 +24,7 @@ using nlohmann::json;
 constexpr const char* kTaskColumns =
     "id, state, queue, priority, attempts, max_attempts, backoff_base_ms, backoff_max_ms, "
     "timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, exit_code, signal, error, "
-    "created_at_ms, started_at_ms, finished_at_ms, worker, token, slow_after_ms";
+    "created_at_ms, started_at_ms, finished_at_ms, worker, token, slow_after_ms, result";
 
 bool file_exists(const std::string& path) {
   struct stat st {};
@@ -270,6 +270,7 @@ Result<Task> SqliteStore::read_task(Stmt& s) {
   if (!s.is_null(21)) t.worker = s.int64(21);
   t.token = s.text(22);
   t.slow_after_ms = s.int64(23);
+  t.result = s.text(24);
   return t;
 }
 
@@ -410,7 +411,8 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
         "token = NULL, run_after_ms = ?6, "
         "started_at_ms = CASE WHEN ?7 THEN started_at_ms ELSE NULL END, "
         "finished_at_ms = CASE WHEN ?7 THEN ?8 ELSE NULL END, "
-        "max_attempts = max_attempts + ?9 WHERE id = ?1");
+        "max_attempts = max_attempts + ?9, result = CASE WHEN ?10 IS NULL THEN result ELSE ?10 END "
+        "WHERE id = ?1");
     if (!stmt) return std::unexpected(stmt.error());
     bool terminal = is_terminal(e.to);
     stmt->bind(1, e.task_id).bind(2, state_name(e.to)).bind(3, e.exit_code).bind(4, e.signal);
@@ -421,6 +423,11 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
     }
     stmt->bind(6, e.run_after_ms).bind(7, int64_t{terminal}).bind(8, e.finished_at_ms);
     stmt->bind(9, int64_t{e.handed_back});
+    if (e.result.empty()) {
+      stmt->bind_null(10);
+    } else {
+      stmt->bind(10, e.result);
+    }
     if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("finish attempt"));
   }
   auto stmt = db_->prepare(

@@ -48,6 +48,7 @@ struct AttemptEnd {
   int64_t run_after_ms = 0;  // when `to` is scheduled
   // A handed-back attempt (the daemon stopped under it) does not count against the task.
   bool handed_back = false;
+  std::string result;  // JSON text the attempt returned; empty: none (an earlier one stays)
 };
 
 // A finished attempt with what stats group it by (rota stats).

@@ -15,6 +15,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -26,6 +29,25 @@
 
 namespace rota {
 namespace {
+
+// Reads what the task wrote to ROTA_RESULT into `result` (JSON text) and removes the file.
+// Returns an error for the task's record if it is too large or not JSON; "" otherwise.
+std::string read_result(const std::string& path, std::string& result) {
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return {};
+  if (static_cast<size_t>(st.st_size) > kMaxResultBytes) {
+    ::unlink(path.c_str());
+    return fmt::format("result: {} bytes is over the {} KiB limit; not kept", st.st_size,
+                       kMaxResultBytes / 1024);
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ::unlink(path.c_str());
+  auto parsed = nlohmann::json::parse(text, nullptr, false);
+  if (parsed.is_discarded()) return "result: the ROTA_RESULT file is not JSON; not kept";
+  result = parsed.dump();
+  return {};
+}
 
 constexpr int64_t kReattachRetryMs = 100;
 // How long a result is kept for a daemon that does not come back.
@@ -88,10 +110,9 @@ class CommandWorker {
 void CommandWorker::send(Message message) {
   message.worker = options_.id;
   bool result = message.type == MessageType::kDone || message.type == MessageType::kFail;
-  if (fd_ < 0) {
-    if (result) held_.push_back(std::move(message));  // delivered after reattaching
-    return;
-  }
+  // A result is kept until the daemon acknowledges it: written is not yet read.
+  if (result) held_.push_back(message);
+  if (fd_ < 0) return;  // delivered after reattaching
   std::string line = encode(message);
   const char* p = line.data();
   size_t left = line.size();
@@ -100,7 +121,6 @@ void CommandWorker::send(Message message) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       orphan();
-      if (result) held_.push_back(std::move(message));
       return;
     }
     p += n;
@@ -149,14 +169,15 @@ void CommandWorker::try_reattach() {
   }
   auto held = std::move(held_);
   held_.clear();
-  for (Message& m : held) send(std::move(m));
+  for (Message& m : held) send(std::move(m));  // each is held again until acknowledged
 }
 
 // Idle and nobody to report to, or a kept result nobody came for: the worker's work is over.
 bool CommandWorker::should_exit() const {
-  if (shutting_down_ && !running_) return true;
-  if (fd_ >= 0 || running_) return false;
-  return held_.empty() || mono_ms() - orphan_since_mono_ > kKeepResultMs;
+  if (running_) return false;
+  if (held_.empty()) return shutting_down_ || fd_ < 0;
+  // A result not yet acknowledged: wait for a daemon to take it, but not for ever.
+  return fd_ < 0 && mono_ms() - orphan_since_mono_ > kKeepResultMs;
 }
 
 bool CommandWorker::read_daemon() {
@@ -195,6 +216,10 @@ void CommandWorker::handle(const Message& m) {
         stop_task(FailReason::kCancelled, running_->task.grace_ms);
       }
       return;
+    case MessageType::kAck:
+      std::erase_if(held_,
+                    [&m](const Message& h) { return h.task == m.task && h.token == m.token; });
+      return;
     case MessageType::kShutdown:
       // The running task may finish within the grace; then it is stopped.
       shutting_down_ = true;
@@ -215,7 +240,9 @@ void CommandWorker::start(const Message& m) {
       command.env = it->second;
     }
   }
-  auto spawned = spawn_command(command, m.task, m.attempt, m.token);
+  std::string result_path = m.log_path.empty() ? "" : m.log_path + ".result";
+  if (!result_path.empty()) ::unlink(result_path.c_str());  // no stale result of an earlier attempt
+  auto spawned = spawn_command(command, m.task, m.attempt, m.token, result_path);
   if (!spawned) {
     Message fail{.type = MessageType::kFail, .token = m.token, .task = m.task};
     fail.error = spawned.error().message;
@@ -249,7 +276,7 @@ void CommandWorker::write_log(const char* data, size_t size) {
   if (r.log_cut) return;
   if (r.log_fd < 0) open_log();
   if (r.log_fd < 0) return;
-  int64_t room = r.task.log_cap > 0 ? r.task.log_cap - r.log_size : INT64_MAX;
+  int64_t room = r.task.log_cap > 0 ? std::max<int64_t>(0, r.task.log_cap - r.log_size) : INT64_MAX;
   size_t n = std::min<int64_t>(room, static_cast<int64_t>(size));
   if (n > 0 && ::write(r.log_fd, data, n) > 0) r.log_size += static_cast<int64_t>(n);
   if (n < size) {
@@ -306,6 +333,8 @@ void CommandWorker::finish() {
   if (r.log_fd >= 0) close(r.log_fd);
 
   Message m{.type = MessageType::kDone, .token = r.task.token, .task = r.task.task};
+  std::string result_error =
+      read_result(r.task.log_path.empty() ? "" : r.task.log_path + ".result", m.result);
   bool exited = info.si_code == CLD_EXITED;
   if (exited) m.exit_code = info.si_status;
   if (!exited) m.signal = info.si_status;
@@ -321,6 +350,8 @@ void CommandWorker::finish() {
                   : fmt::format("killed by signal {} ({})", info.si_status,
                                 sigabbrev_np(info.si_status) ? sigabbrev_np(info.si_status) : "?");
   }
+  if (!result_error.empty())
+    m.error = m.error.empty() ? result_error : m.error + "; " + result_error;
   running_.reset();
   send(m);
 }
@@ -347,6 +378,7 @@ void CommandWorker::on_timer() {
     Running& r = *running_;
     if (r.kill_reason && now >= r.kill_at_mono) {
       kill_group(SIGKILL);
+      r.kill_at_mono = now + 1000;  // again in a second if it is still there (D state)
     } else if (!r.kill_reason && r.task.deadline_ms > 0 && wall_now_ms() >= r.task.deadline_ms) {
       stop_task(FailReason::kTimeout, r.task.grace_ms);
     } else if (!r.kill_reason && shutting_down_ && now >= shutdown_at_mono_) {

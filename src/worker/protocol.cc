@@ -10,8 +10,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<const char*, 7> kTypeNames = {"hello", "heartbeat", "done",    "fail",
-                                                   "task",  "cancel",    "shutdown"};
+constexpr std::array<const char*, 8> kTypeNames = {"hello", "heartbeat", "done",     "fail",
+                                                   "task",  "cancel",    "shutdown", "ack"};
 constexpr std::array<const char*, 5> kReasonNames = {"exit", "signal", "timeout", "spawn",
                                                      "cancelled"};
 
@@ -77,6 +77,8 @@ std::string encode(const Message& m) {
       break;
     case MessageType::kDone:
       set_if(j, "exit_code", m.exit_code);
+      if (!m.result.empty()) j["result"] = json::parse(m.result, nullptr, false);
+      if (!m.error.empty()) j["error"] = m.error;  // e.g. a result that could not be kept
       break;
     case MessageType::kFail:
       j["error"] = m.error;
@@ -84,8 +86,10 @@ std::string encode(const Message& m) {
       set_if(j, "exit_code", m.exit_code);
       set_if(j, "signal", m.signal);
       if (m.reason) j["reason"] = fail_reason_name(*m.reason);
+      if (!m.result.empty()) j["result"] = json::parse(m.result, nullptr, false);
       break;
     case MessageType::kCancel:
+    case MessageType::kAck:
       break;
     case MessageType::kShutdown:
       j["grace_ms"] = m.grace_ms;
@@ -124,6 +128,7 @@ Result<Message> decode(std::string_view line) {
       m.exit_code = j["exit_code"].get<int>();
     if (j.contains("signal") && !j["signal"].is_null()) m.signal = j["signal"].get<int>();
     m.error = j.value("error", "");
+    if (j.contains("result") && !j["result"].is_null()) m.result = j["result"].dump();
     m.retryable = j.value("retryable", true);
     if (j.contains("reason")) {
       auto reason = parse_fail_reason(j["reason"].get<std::string>());

@@ -13,6 +13,8 @@
 namespace rota {
 
 inline constexpr int kProtocolVersion = 1;
+// The largest result an attempt may return (ROTA_RESULT for command tasks).
+inline constexpr size_t kMaxResultBytes = 64 * 1024;
 
 enum class MessageType {
   // worker -> daemon
@@ -24,6 +26,7 @@ enum class MessageType {
   kTask,
   kCancel,
   kShutdown,
+  kAck,  // the daemon recorded (or rejected) the result for `task`/`token`
 };
 
 const char* message_type_name(MessageType type);
@@ -58,6 +61,7 @@ struct Message {
   std::string error;
   bool retryable = true;
   std::optional<FailReason> reason;
+  std::string result;  // done/fail: the attempt's result, JSON text; empty: none
 };
 
 // One line of JSON, with the trailing newline.

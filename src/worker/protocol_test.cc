@@ -61,5 +61,24 @@ TEST(Protocol, MalformedLinesAreErrors) {
   EXPECT_EQ(d->type, MessageType::kHeartbeat);
 }
 
+// A result travels with done as JSON, and an ack names the attempt it acknowledges.
+TEST(Protocol, ResultAndAck) {
+  Message done{.type = MessageType::kDone, .worker = 2, .token = "t", .task = 5};
+  done.result = R"({"findings":3})";
+  std::string line = encode(done);
+  line.pop_back();
+  auto d = decode(line);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->result, R"({"findings":3})");
+  Message ack{.type = MessageType::kAck, .token = "t", .task = 5};
+  line = encode(ack);
+  line.pop_back();
+  auto a = decode(line);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->type, MessageType::kAck);
+  EXPECT_EQ(a->task, 5);
+  EXPECT_EQ(a->token, "t");
+}
+
 }  // namespace
 }  // namespace rota

@@ -60,7 +60,7 @@ std::string resolve_program(const std::string& name, const Env& env, const std::
 }
 
 Result<Spawned> spawn_command(const Command& command, int64_t task_id, int attempt,
-                              const std::string& token) {
+                              const std::string& token, const std::string& result_path) {
   std::vector<std::string> args = command.argv;
   std::string program;
   if (args.empty()) {
@@ -79,7 +79,8 @@ Result<Spawned> spawn_command(const Command& command, int64_t task_id, int attem
   std::vector<std::string> env_strings;
   if (command.env) {
     for (const auto& [k, v] : *command.env) {
-      if (k != "ROTA_TASK_ID" && k != "ROTA_ATTEMPT" && k != "ROTA_ATTEMPT_TOKEN") {
+      if (k != "ROTA_TASK_ID" && k != "ROTA_ATTEMPT" && k != "ROTA_ATTEMPT_TOKEN" &&
+          k != "ROTA_RESULT") {
         env_strings.push_back(k + "=" + v);
       }
     }
@@ -90,6 +91,7 @@ Result<Spawned> spawn_command(const Command& command, int64_t task_id, int attem
     env_strings.push_back(fmt::format("ROTA_ATTEMPT={}", attempt));
     env_strings.push_back("ROTA_ATTEMPT_TOKEN=" + token);
   }
+  if (!result_path.empty()) env_strings.push_back("ROTA_RESULT=" + result_path);
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);

@@ -21,7 +21,7 @@ struct Spawned {
 // dispositions and stdin from /dev/null, plus ROTA_TASK_ID, ROTA_ATTEMPT and
 // ROTA_ATTEMPT_TOKEN. Only stdio is inherited. The caller owns the returned fds.
 Result<Spawned> spawn_command(const Command& command, int64_t task_id = 0, int attempt = 0,
-                              const std::string& token = {});
+                              const std::string& token = {}, const std::string& result_path = {});
 
 // Kills (SIGKILL) the process group of every process of this attempt, found by the
 // ROTA_ATTEMPT_TOKEN in its environment (a token is random, so no other attempt or home

@@ -2,6 +2,7 @@
 dependencies, cancel, retry, clean, priority and queue limits."""
 
 import datetime
+import json
 import os
 
 from conftest import TIMESTAMP_RE, exact_procs, procs_with, unique_sleep_arg, wait_for
@@ -424,3 +425,22 @@ def test_unique_tasks(rota):
     assert third.stdout.strip() == str(second)
     assert len(rota.tasks()) == 2
     assert rota.run("add", "--unique-for", "1h", "--", "true").returncode == 2
+
+
+# A command task returns a result by writing JSON to the file named by $ROTA_RESULT: rota keeps
+# it (shown by rota show --json and rota result); a result that is not JSON or is over 64 KiB
+# is not kept, and the task's record says why; a task without one has no result (exit 1).
+def test_command_results_through_rota_result(rota):
+    ok = rota.add("--shell", 'printf \'{"module": "core", "findings": [1, 2]}\' > "$ROTA_RESULT"')
+    bad = rota.add("--shell", 'echo not json > "$ROTA_RESULT"')
+    big = rota.add("--shell", 'printf \'"%070000d"\' 0 > "$ROTA_RESULT"')
+    none = rota.add("--", "true")
+    for t in (ok, bad, big, none):
+        assert rota.wait(t) == 0
+    assert json.loads(rota.ok("result", str(ok))) == {"module": "core", "findings": [1, 2]}
+    assert rota.show(ok)["result"] == {"module": "core", "findings": [1, 2]}
+    assert rota.show(bad)["result"] is None and "not JSON" in rota.show(bad)["error"]
+    assert rota.show(big)["result"] is None and "64 KiB" in rota.show(big)["error"]
+    missing = rota.run("result", str(none))
+    assert missing.returncode == 1 and "no result" in missing.stderr
+    assert not [f for f in os.listdir(os.path.join(rota.home, "logs")) if f.endswith(".result")]
