@@ -27,12 +27,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "rota";
-}
-
 Result<int64_t> parse_size(const std::string& text) {
   int64_t value = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);

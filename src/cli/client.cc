@@ -31,13 +31,13 @@ std::string last_line_of(const std::string& path) {
   return last;
 }
 
+}  // namespace
+
 std::string self_exe() {
   char buf[4096];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "rota";
 }
-
-}  // namespace
 
 Client::Client(Home home) : home_(std::move(home)) {}
 Client::~Client() = default;

@@ -84,14 +84,19 @@ int list(const Globals& g, const ListFlags& f) {
   return 0;
 }
 
+// One task as `GET /v1/tasks/ID` returns it, for the commands that name one.
+Result<json> fetch_task(const Globals& g, const std::string& id_text) {
+  auto ids = parse_task_ids({id_text}, "id");
+  if (!ids) return std::unexpected(ids.error());
+  Client client = make_client(g);
+  if (auto r = client.connect(); !r) return std::unexpected(r.error());
+  return client.call("GET", fmt::format("/v1/tasks/{}", ids->front()));
+}
+
 // ---- show ------------------------------------------------------------------------------
 
 int show(const Globals& g, const std::string& id_text) {
-  auto ids = parse_task_ids({id_text}, "id");
-  if (!ids) return report(ids.error());
-  Client client = make_client(g);
-  if (auto r = client.connect(); !r) return report(r.error());
-  auto t = client.call("GET", fmt::format("/v1/tasks/{}", ids->front()));
+  auto t = fetch_task(g, id_text);
   if (!t) return report(t.error());
   if (g.json) {
     fmt::print("{}\n", t->dump(2));
@@ -141,17 +146,13 @@ int show(const Globals& g, const std::string& id_text) {
 // ---- result ---------------------------------------------------------------------------
 
 int result(const Globals& g, const std::string& id_text) {
-  auto ids = parse_task_ids({id_text}, "id");
-  if (!ids) return report(ids.error());
-  Client client = make_client(g);
-  if (auto r = client.connect(); !r) return report(r.error());
-  auto t = client.call("GET", fmt::format("/v1/tasks/{}", ids->front()));
+  auto t = fetch_task(g, id_text);
   if (!t) return report(t.error());
   if ((*t)["result"].is_null()) {
     return report({Code::kNotFound,
                    fmt::format("task {} has no result ({}; a command task returns one by writing "
                                "JSON to the file named by $ROTA_RESULT)",
-                               ids->front(), (*t)["state"].get<std::string>()),
+                               (*t)["id"].get<int64_t>(), (*t)["state"].get<std::string>()),
                    {}});
   }
   fmt::print("{}\n", (*t)["result"].dump(2));

@@ -37,6 +37,7 @@ Result<TaskState> parse_state(std::string_view name) {
 }
 
 bool is_terminal(TaskState state) { return state >= TaskState::kSucceeded; }
+bool ended_badly(TaskState state) { return is_terminal(state) && state != TaskState::kSucceeded; }
 
 bool can_transition(TaskState from, TaskState to) {
   using S = TaskState;

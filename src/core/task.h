@@ -29,6 +29,8 @@ inline constexpr int kTaskStateCount = 8;
 const char* state_name(TaskState state);
 Result<TaskState> parse_state(std::string_view name);
 bool is_terminal(TaskState state);
+// Finished without success (failed, cancelled, skipped): what dooms the tasks waiting on it.
+bool ended_badly(TaskState state);
 // Whether the state machine allows from -> to.
 bool can_transition(TaskState from, TaskState to);
 

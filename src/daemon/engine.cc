@@ -140,9 +140,8 @@ Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs,
       }
       bool all_ok = std::all_of(states->begin(), states->end(),
                                 [](const auto& s) { return s.second == TaskState::kSucceeded; });
-      bool doomed = std::any_of(states->begin(), states->end(), [](const auto& s) {
-        return is_terminal(s.second) && s.second != TaskState::kSucceeded;
-      });
+      bool doomed = std::any_of(states->begin(), states->end(),
+                                [](const auto& s) { return ended_badly(s.second); });
       if (doomed) {
         row.state = TaskState::kSkipped;
       } else if (!all_ok) {
@@ -548,9 +547,7 @@ Status Engine::settle_dependents(int64_t task_id) {
     if (state != TaskState::kWaiting) continue;
     auto deps = store_.dependency_states(id);
     if (!deps) return std::unexpected(deps.error());
-    bool doomed = std::any_of(deps->begin(), deps->end(), [](TaskState s) {
-      return is_terminal(s) && s != TaskState::kSucceeded;
-    });
+    bool doomed = std::any_of(deps->begin(), deps->end(), ended_badly);
     bool ready = std::all_of(deps->begin(), deps->end(),
                              [](TaskState s) { return s == TaskState::kSucceeded; });
     if (!doomed && !ready) continue;
@@ -570,9 +567,7 @@ Status Engine::revive_dependents(int64_t task_id) {
     if (state != TaskState::kSkipped) continue;
     auto deps = store_.dependency_states(id);
     if (!deps) return std::unexpected(deps.error());
-    bool doomed = std::any_of(deps->begin(), deps->end(), [](TaskState s) {
-      return is_terminal(s) && s != TaskState::kSucceeded;
-    });
+    bool doomed = std::any_of(deps->begin(), deps->end(), ended_badly);
     if (doomed) continue;
     auto task = store_.get_task(id);
     if (!task) return std::unexpected(task.error());
@@ -673,9 +668,7 @@ Result<std::vector<int64_t>> Engine::retry(const std::vector<int64_t>& ids) {
     }
     auto deps = store_.dependency_states(id);
     if (!deps) return std::unexpected(deps.error());
-    bool doomed = std::any_of(deps->begin(), deps->end(), [](TaskState s) {
-      return is_terminal(s) && s != TaskState::kSucceeded;
-    });
+    bool doomed = std::any_of(deps->begin(), deps->end(), ended_badly);
     if (doomed) {
       return make_error(Code::kConflict,
                         fmt::format("task {} depends on a task that did not succeed: retry that "

@@ -140,15 +140,22 @@ def other_rota():
 # ---- dead workers ------------------------------------------------------------------------
 
 
-# kill -9 of the worker running a task: the task is retried and succeeds, the slot gets a new
-# worker (new id, new pid), the worker's death is an event `working -> dead` and an alert
-# worker_dead in alerts.log.
-def test_kill9_worker_mid_task_heals(rota):
+def start_first_attempt(rota):
+    """Adds a task whose first attempt sleeps (the retry succeeds at once), waits until that
+    attempt runs, and returns (task id, the sleep's unique argument, the worker running it)."""
     arg = unique_sleep_arg()
     tid = rota.add("--retries", "1", "--backoff", "50ms", "--shell",
                    FIRST_ATTEMPT_SLEEPS.format(arg=arg))
     wait_for(lambda: exact_procs("sleep", arg), message="the task's first attempt to run")
     [victim] = [w for w in rota.workers() if w["task"] == tid]
+    return tid, arg, victim
+
+
+# kill -9 of the worker running a task: the task is retried and succeeds, the slot gets a new
+# worker (new id, new pid), the worker's death is an event `working -> dead` and an alert
+# worker_dead in alerts.log.
+def test_kill9_worker_mid_task_heals(rota):
+    tid, arg, victim = start_first_attempt(rota)
     os.kill(victim["pid"], signal.SIGKILL)
 
     assert rota.wait(tid) == 0
@@ -218,11 +225,7 @@ def test_idle_workers_exit_after_daemon_crash(rota):
 def test_sigstopped_worker_unresponsive_then_dead(rota_home):
     rota = rota_home
     rota.start(2, FAST)
-    arg = unique_sleep_arg()
-    tid = rota.add("--retries", "1", "--backoff", "50ms", "--shell",
-                   FIRST_ATTEMPT_SLEEPS.format(arg=arg))
-    wait_for(lambda: exact_procs("sleep", arg), message="the task's first attempt to run")
-    [victim] = [w for w in rota.workers() if w["task"] == tid]
+    tid, arg, victim = start_first_attempt(rota)
     os.kill(victim["pid"], signal.SIGSTOP)
 
     def declared_dead():
