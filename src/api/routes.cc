@@ -16,6 +16,7 @@
 #include "api/task_json.h"
 #include "core/duration.h"
 #include "daemon/analyze.h"
+#include "daemon/schedule.h"
 #include "daemon/stats.h"
 
 namespace rota {
@@ -139,13 +140,14 @@ void add(ApiContext& c, const HttpRequest& req, Responder respond) {
     return respond(
         error_response({Code::kInvalidArgument, fmt::format("malformed JSON: {}", e.what()), {}}));
   }
-  bool batch = j.is_object() && j.contains("tasks");
+  bool batch = j.is_object() && (j.contains("tasks") || j.contains("each"));
+  bool fan_out = batch && j.contains("each");
   TaskSpec defaults;
   std::vector<TaskSpec> specs;
   auto fail = [&](const Error& e) { respond(error_response(e)); };
   if (batch) {
     for (const auto& [key, v] : j.items()) {
-      if (key != "tasks" && key != "defaults") {
+      if (key != "tasks" && key != "defaults" && key != "each") {
         return fail({Code::kInvalidArgument, key + ": unknown field", key});
       }
     }
@@ -154,14 +156,32 @@ void add(ApiContext& c, const HttpRequest& req, Responder respond) {
       if (!d) return fail(d.error());
       defaults = std::move(*d);
     }
-    if (!j["tasks"].is_array()) {
-      return fail({Code::kInvalidArgument, "tasks: expected an array", "tasks"});
-    }
-    specs.reserve(j["tasks"].size());
-    for (const json& t : j["tasks"]) {
-      auto spec = spec_from_json(t, defaults);
-      if (!spec) return fail(spec.error());
-      specs.push_back(std::move(*spec));
+    if (fan_out) {
+      // rota add --each: one task per item, tied by a batch id.
+      if (j.contains("tasks") || !j["each"].is_array() || j["each"].empty()) {
+        return fail({Code::kInvalidArgument,
+                     "each: expected a non-empty array of items, "
+                     "and no tasks",
+                     "each"});
+      }
+      specs.reserve(j["each"].size());
+      for (const json& item : j["each"]) {
+        if (!item.is_string()) {
+          return fail({Code::kInvalidArgument, "each: items must be strings", "each"});
+        }
+        specs.push_back(defaults);
+        apply_item(specs.back(), item.get<std::string>());
+      }
+    } else {
+      if (!j["tasks"].is_array()) {
+        return fail({Code::kInvalidArgument, "tasks: expected an array", "tasks"});
+      }
+      specs.reserve(j["tasks"].size());
+      for (const json& t : j["tasks"]) {
+        auto spec = spec_from_json(t, defaults);
+        if (!spec) return fail(spec.error());
+        specs.push_back(std::move(*spec));
+      }
     }
   } else {
     auto spec = spec_from_json(j, defaults);
@@ -181,12 +201,21 @@ void add(ApiContext& c, const HttpRequest& req, Responder respond) {
       return fail(e);
     }
   }
+  int64_t batch_id = 0;
+  if (fan_out) {
+    if (auto w = c.committer.write(); !w) return fail(w.error());
+    auto id = c.store.next_batch_id();
+    if (!id) return fail(id.error());
+    batch_id = *id;
+    for (TaskSpec& s : specs) s.batch_id = batch_id;
+  }
   std::vector<size_t> duplicates;
   auto ids = c.engine.add(std::move(specs), &duplicates);
   if (!ids) return fail(ids.error());
   if (batch) {
-    return reply_committed(c.committer, std::move(respond),
-                           json{{"ids", *ids}, {"duplicates", duplicates}}, 201);
+    json reply = {{"ids", *ids}, {"duplicates", duplicates}};
+    if (batch_id) reply["batch"] = batch_id;
+    return reply_committed(c.committer, std::move(respond), reply, 201);
   }
   auto task = c.store.get_task(ids->front());
   if (!task || !*task) return fail({Code::kInternal, "the new task vanished", {}});
@@ -205,6 +234,7 @@ void list(ApiContext& c, const HttpRequest& req, Responder respond) {
     f.state = *s;
   }
   if (auto it = q.find("queue"); it != q.end()) f.queue = it->second;
+  if (auto it = q.find("schedule"); it != q.end()) f.schedule = it->second;
   if (auto it = q.find("label"); it != q.end() && !it->second.empty()) {
     auto kv = parse_key_value(it->second, "label");
     if (!kv) return fail(kv.error());
@@ -212,6 +242,7 @@ void list(ApiContext& c, const HttpRequest& req, Responder respond) {
   }
   try {
     if (auto it = q.find("after"); it != q.end()) f.after_id = std::stoll(it->second);
+    if (auto it = q.find("batch"); it != q.end()) f.batch_id = std::stoll(it->second);
     if (auto it = q.find("limit"); it != q.end()) f.limit = std::stoi(it->second);
   } catch (const std::exception&) {
     return fail({Code::kInvalidArgument, "after and limit must be numbers", "limit"});
@@ -709,6 +740,55 @@ void health(ApiContext& c, const HttpRequest&, Responder respond) {
   respond(ok(j));
 }
 
+// ---- schedules -------------------------------------------------------------------------
+
+void schedule_add(ApiContext& c, const HttpRequest& req, Responder respond) {
+  json j = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) {
+    return respond(
+        error_response({Code::kInvalidArgument,
+                        "expected a JSON object with a \"name\" and a definition", "name"}));
+  }
+  std::string name = j["name"];
+  j.erase("name");
+  auto added = c.scheduler.add(name, j);
+  if (!added) return respond(error_response(added.error()));
+  reply_committed(c.committer, std::move(respond), *added, 201);
+}
+
+void schedule_list(ApiContext& c, const HttpRequest&, Responder respond) {
+  auto list = c.scheduler.list();
+  respond(list ? ok(*list) : error_response(list.error()));
+}
+
+void schedule_show(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto shown = c.scheduler.show(req.params[0]);
+  respond(shown ? ok(*shown) : error_response(shown.error()));
+}
+
+void schedule_change(ApiContext& c, const HttpRequest& req, Responder respond) {
+  const std::string& name = req.params[0];
+  const std::string& verb = req.params[1];
+  Status r;
+  json reply = {{"schedule", name}};
+  if (verb == "pause" || verb == "resume") {
+    r = c.scheduler.set_paused(name, verb == "pause");
+  } else if (verb == "run") {
+    auto ids = c.scheduler.run_now(name);
+    if (ids) reply["ids"] = *ids;
+    r = ids ? Status{} : std::unexpected(ids.error());
+  } else {
+    r = make_error(Code::kNotFound, fmt::format("no such schedule action \"{}\"", verb));
+  }
+  if (!r) return respond(error_response(r.error()));
+  reply_committed(c.committer, std::move(respond), reply);
+}
+
+void schedule_remove(ApiContext& c, const HttpRequest& req, Responder respond) {
+  if (auto r = c.scheduler.remove(req.params[0]); !r) return respond(error_response(r.error()));
+  reply_committed(c.committer, std::move(respond), json{{"removed", req.params[0]}});
+}
+
 }  // namespace
 
 void add_routes(Router& r, ApiContext& c) {
@@ -744,6 +824,11 @@ void add_routes(Router& r, ApiContext& c) {
   r.add("POST", "/v1/stats/reset", bind(reset_stats));
   r.add("GET", "/v1/analyze", bind(analyze));
   r.add("POST", "/v1/workers/{}/restart", bind(restart));
+  r.add("GET", "/v1/schedules", bind(schedule_list));
+  r.add("POST", "/v1/schedules", bind(schedule_add));
+  r.add("GET", "/v1/schedules/{}", bind(schedule_show));
+  r.add("DELETE", "/v1/schedules/{}", bind(schedule_remove));
+  r.add("POST", "/v1/schedules/{}/{}", bind(schedule_change));
 }
 
 }  // namespace rota

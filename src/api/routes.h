@@ -12,6 +12,7 @@
 #include "daemon/engine.h"
 #include "daemon/metrics.h"
 #include "daemon/pool.h"
+#include "daemon/scheduler.h"
 #include "store/store.h"
 
 namespace rota {
@@ -23,6 +24,7 @@ enum class StopMode { kDrain, kDetach };
 struct ApiContext {
   Autoscaler& autoscaler;
   Engine& engine;
+  Scheduler& scheduler;
   Store& store;
   Committer& committer;
   Pool& pool;

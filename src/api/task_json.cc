@@ -40,7 +40,7 @@ json task_to_json(const Task& t) {
   } else {
     command["argv"] = t.command.argv;
   }
-  return json{
+  json j{
       {"id", t.id},
       {"state", state_name(t.state)},
       {"queue", t.queue},
@@ -62,6 +62,10 @@ json task_to_json(const Task& t) {
       {"worker", optional_value(t.worker)},
       {"result", t.result.empty() ? json(nullptr) : json::parse(t.result, nullptr, false)},
   };
+  if (t.batch_id) j["batch"] = t.batch_id;
+  if (!t.schedule.empty()) j["schedule"] = t.schedule;
+  if (!t.item.empty()) j["item"] = t.item;
+  return j;
 }
 
 json attempt_to_json(const Attempt& a) {

@@ -66,6 +66,7 @@ int run_cli(int argc, char** argv) {
       ->envname("ROTA_HOME");
   cli::add_add_command(app, globals, action);
   cli::add_task_commands(app, globals, action);
+  cli::add_schedule_commands(app, globals, action);
   cli::add_admin_commands(app, globals, action);
   cli::add_health_commands(app, globals, action);
   cli::add_export_command(app, globals, action);

@@ -36,6 +36,8 @@ struct ListFlags {
   std::string state;
   std::string queue;
   std::string label;
+  std::string schedule;
+  int64_t batch = 0;
   int64_t limit = 0;  // 0: all
 };
 
@@ -59,6 +61,8 @@ int list(const Globals& g, const ListFlags& f) {
     std::string target =
         fmt::format("/v1/tasks?after={}&limit={}&state={}&queue={}&label={}", after, page,
                     url_encode(f.state), url_encode(f.queue), url_encode(f.label));
+    if (f.batch) target += fmt::format("&batch={}", f.batch);
+    if (!f.schedule.empty()) target += "&schedule=" + url_encode(f.schedule);
     auto r = client.call("GET", target);
     if (!r) return report(r.error());
     for (const json& t : *r) {
@@ -204,12 +208,30 @@ int log(const Globals& g, const std::string& id_text, bool follow) {
 
 // ---- wait ------------------------------------------------------------------------------
 
-int wait(const Globals& g, const std::vector<std::string>& id_texts, bool all,
+// The ids of the tasks of one --each batch.
+Result<std::vector<int64_t>> batch_ids(Client& client, int64_t batch) {
+  std::vector<int64_t> ids;
+  int64_t after = 0;
+  for (;;) {
+    auto r =
+        client.call("GET", fmt::format("/v1/tasks?batch={}&after={}&limit=10000", batch, after));
+    if (!r) return std::unexpected(r.error());
+    for (const json& t : *r) ids.push_back(after = t["id"].get<int64_t>());
+    if (r->size() < 10000) break;
+  }
+  if (ids.empty()) {
+    return make_error(Code::kNotFound, fmt::format("batch {} has no tasks", batch), "--batch");
+  }
+  return ids;
+}
+
+int wait(const Globals& g, const std::vector<std::string>& id_texts, bool all, int64_t batch,
          const std::string& timeout) {
   auto ids = parse_task_ids(id_texts, "id");
   if (!ids) return report(ids.error());
-  if (ids->empty() && !all) {
-    return report({Code::kInvalidArgument, "name the tasks to wait for, or --all", {}});
+  if (ids->empty() && !all && !batch) {
+    return report(
+        {Code::kInvalidArgument, "name the tasks to wait for, or --batch ID, or --all", {}});
   }
   int64_t timeout_ms = -1;
   if (!timeout.empty()) {
@@ -219,6 +241,11 @@ int wait(const Globals& g, const std::vector<std::string>& id_texts, bool all,
   }
   Client client = make_client(g);
   if (auto r = client.connect(); !r) return report(r.error());
+  if (batch) {
+    auto more = batch_ids(client, batch);
+    if (!more) return report(more.error());
+    ids->insert(ids->end(), more->begin(), more->end());
+  }
   bool progress = stderr_is_tty() && !g.json;
   auto start = std::chrono::steady_clock::now();
   int64_t wait_id = 0;
@@ -330,6 +357,8 @@ void add_task_commands(CLI::App& app, Globals& g, Action& action) {
     c->add_option("--state", f->state, "Only tasks in this state");
     c->add_option("--queue", f->queue, "Only tasks of this queue");
     c->add_option("--label", f->label, "Only tasks with this KEY=VALUE label");
+    c->add_option("--batch", f->batch, "Only the tasks of this --each batch");
+    c->add_option("--schedule", f->schedule, "Only the tasks this schedule fired");
     c->add_option("--limit", f->limit, "At most this many tasks");
     add_json_flag(c, g);
     c->callback([&g, &action, f] { action = [&g, f] { return list(g, *f); }; });
@@ -359,15 +388,17 @@ void add_task_commands(CLI::App& app, Globals& g, Action& action) {
   {
     auto ids = std::make_shared<std::vector<std::string>>();
     auto all = std::make_shared<bool>(false);
+    auto batch = std::make_shared<int64_t>(0);
     auto timeout = std::make_shared<std::string>();
     CLI::App* c =
         app.add_subcommand("wait", "Wait for tasks to finish; exit 1 if any did not succeed");
     c->add_option("ids", *ids, "Task ids");
     c->add_flag("--all", *all, "Every task not yet finished");
+    c->add_option("--batch", *batch, "The tasks of this --each batch");
     c->add_option("--timeout", *timeout, "Give up after this long (exit 1)");
     add_json_flag(c, g);
-    c->callback([&g, &action, ids, all, timeout] {
-      action = [&g, ids, all, timeout] { return wait(g, *ids, *all, *timeout); };
+    c->callback([&g, &action, ids, all, batch, timeout] {
+      action = [&g, ids, all, batch, timeout] { return wait(g, *ids, *all, *batch, *timeout); };
     });
   }
   {

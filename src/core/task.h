@@ -47,6 +47,8 @@ struct Command {
   // The store's id for `env`. Workers cache environments by id, so the daemon sends each one
   // to a worker only once; 0: not shared, always sent.
   int64_t env_id = 0;
+  // Variables set on top of `env` for this task alone (ROTA_ITEM, ROTA_CHANGED).
+  Env vars;
 };
 
 // What a user asks for; validated before anything is stored.
@@ -63,6 +65,10 @@ struct TaskSpec {
   std::vector<int64_t> after;
   std::string unique_key;     // at most one unfinished task per key (rota add --unique)
   int64_t unique_for_ms = 0;  // ... nor one finished this recently
+  int64_t batch_id = 0;       // the --each fan-out it belongs to; 0: none
+  std::string schedule;       // the schedule that fired it; empty: none
+  int64_t slot_ms = 0;        // the schedule's fire time it is for
+  std::string item;           // the sweep or --each item it works on
 };
 
 // How an attempt ended, as the worker reports it.
@@ -102,6 +108,10 @@ struct Task {
   std::optional<int64_t> worker;  // running only
   std::string token;              // the running attempt's token
   std::string result;             // JSON text of the last result returned; empty: none
+  int64_t batch_id = 0;
+  std::string schedule;
+  int64_t slot_ms = 0;
+  std::string item;
 };
 
 struct Attempt {

@@ -29,6 +29,7 @@
 #include "daemon/engine.h"
 #include "daemon/log_format.h"
 #include "daemon/pool.h"
+#include "daemon/scheduler.h"
 #include "daemon/systemd.h"
 #include "store/sqlite_store.h"
 
@@ -142,6 +143,8 @@ int run_daemon(const DaemonOptions& o) {
   engine.attach(pool, alerts, metrics);
   alerts.set_metrics(metrics);
   committer.set_commit_observer([&metrics](double seconds) { metrics.commit(seconds); });
+  Scheduler scheduler(io, **store, committer, engine, clock);
+  if (auto r = scheduler.recover(); !r) return fail(r.error());
 
   // The autoscaling range, if one was set, outlives the daemon.
   Autoscaler autoscaler(config->scale_up_wait_ms, config->scale_down_idle_ms);
@@ -213,6 +216,7 @@ int run_daemon(const DaemonOptions& o) {
   Router router;
   ApiContext api{.autoscaler = autoscaler,
                  .engine = engine,
+                 .scheduler = scheduler,
                  .store = **store,
                  .committer = committer,
                  .pool = pool,

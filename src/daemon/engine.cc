@@ -534,6 +534,7 @@ void Engine::record_event(int64_t task, int64_t worker, TaskState from, TaskStat
 Status Engine::on_finished(int64_t task_id, TaskState state) {
   completions_.add(clock_.now_ms());
   settle_waiters(task_id, state);
+  for (auto& observer : finish_observers_) observer(task_id, state);
   // Only a waiting task can depend on an unfinished one.
   if (totals()[static_cast<int>(TaskState::kWaiting)] == 0) return {};
   return settle_dependents(task_id);

@@ -71,6 +71,10 @@ class Engine final : public PoolListener {
   void check_stall(int64_t now_ms);
   // Records a daemon-level event (kind, detail) in the store's event log.
   void record(const std::string& kind, const std::string& detail);
+  // Calls `observer` whenever a task reaches a terminal state (inside the turn's transaction).
+  void on_task_finished(std::function<void(int64_t task, TaskState state)> observer) {
+    finish_observers_.push_back(std::move(observer));
+  }
   // Calls `wake` once, after the next commit that adds events.
   void follow_events(std::function<void()> wake);
 
@@ -158,6 +162,7 @@ class Engine final : public PoolListener {
   bool stalled_ = false;
   bool degraded_ = false;
   std::vector<std::function<void()>> event_followers_;
+  std::vector<std::function<void(int64_t, TaskState)>> finish_observers_;
   bool followers_due_ = false;
   std::set<int64_t> awaiting_reattach_;
   boost::asio::steady_timer reattach_timer_;

@@ -88,6 +88,34 @@ CREATE INDEX tasks_unique ON tasks (unique_key, id) WHERE unique_key IS NOT NULL
     Migration{5, R"sql(
 ALTER TABLE tasks ADD COLUMN result TEXT;
 )sql"},
+    Migration{6, R"sql(
+ALTER TABLE tasks ADD COLUMN vars TEXT;
+ALTER TABLE tasks ADD COLUMN batch_id INTEGER;
+ALTER TABLE tasks ADD COLUMN schedule TEXT;
+ALTER TABLE tasks ADD COLUMN slot_ms INTEGER;
+ALTER TABLE tasks ADD COLUMN item TEXT;
+CREATE INDEX tasks_batch ON tasks (batch_id, id) WHERE batch_id IS NOT NULL;
+CREATE INDEX tasks_schedule ON tasks (schedule, id) WHERE schedule IS NOT NULL;
+CREATE INDEX tasks_schedule_item ON tasks (schedule, item, id) WHERE schedule IS NOT NULL;
+CREATE UNIQUE INDEX tasks_schedule_slot ON tasks (schedule, slot_ms, item)
+  WHERE schedule IS NOT NULL;
+CREATE TABLE schedules (
+  name TEXT PRIMARY KEY,
+  definition TEXT NOT NULL,
+  paused INTEGER NOT NULL DEFAULT 0,
+  created_at_ms INTEGER NOT NULL,
+  next_slot_ms INTEGER NOT NULL,
+  pending INTEGER NOT NULL DEFAULT 0,
+  cycle INTEGER NOT NULL DEFAULT 0,
+  cursor INTEGER NOT NULL DEFAULT 0,
+  items TEXT
+);
+CREATE TABLE watches (
+  name TEXT PRIMARY KEY,
+  definition TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL
+);
+)sql"},
 };
 
 }  // namespace

@@ -24,7 +24,8 @@ using nlohmann::json;
 constexpr const char* kTaskColumns =
     "id, state, queue, priority, attempts, max_attempts, backoff_base_ms, backoff_max_ms, "
     "timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, exit_code, signal, error, "
-    "created_at_ms, started_at_ms, finished_at_ms, worker, token, slow_after_ms, result";
+    "created_at_ms, started_at_ms, finished_at_ms, worker, token, slow_after_ms, result, vars, "
+    "batch_id, schedule, slot_ms, item";
 
 bool file_exists(const std::string& path) {
   struct stat st {};
@@ -195,8 +196,10 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
       auto stmt = db_->prepare(
           "INSERT INTO tasks (state, queue, priority, attempts, max_attempts, backoff_base_ms, "
           "backoff_max_ms, timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, "
-          "created_at_ms, finished_at_ms, slow_after_ms, unique_key) "
-          "VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)");
+          "created_at_ms, finished_at_ms, slow_after_ms, unique_key, vars, batch_id, schedule, "
+          "slot_ms, item) "
+          "VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+          "?18, ?19, ?20, ?21, ?22)");
       if (!stmt) return std::unexpected(stmt.error());
       const TaskSpec& s = t.spec;
       stmt->bind(1, state_name(t.state)).bind(2, s.queue).bind(3, int64_t{s.priority});
@@ -225,6 +228,22 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
       } else {
         stmt->bind(17, s.unique_key);
       }
+      if (s.command.vars.empty()) {
+        stmt->bind_null(18);
+      } else {
+        stmt->bind(18, json(s.command.vars).dump());
+      }
+      if (s.batch_id) {
+        stmt->bind(19, s.batch_id);
+      } else {
+        stmt->bind_null(19);
+      }
+      if (s.schedule.empty()) {
+        stmt->bind_null(20).bind_null(21).bind_null(22);
+      } else {
+        stmt->bind(20, s.schedule).bind(21, s.slot_ms).bind(22, s.item);
+      }
+      if (s.schedule.empty() && !s.item.empty()) stmt->bind(22, s.item);
       if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("insert task"));
     }
     int64_t id = db_->last_insert_rowid();
@@ -255,6 +274,7 @@ Result<Task> SqliteStore::read_task(Stmt& s) {
   try {
     if (!s.is_null(10)) t.command.argv = json::parse(s.text(10)).get<std::vector<std::string>>();
     if (!s.is_null(14)) t.labels = json::parse(s.text(14)).get<Labels>();
+    if (!s.is_null(25)) t.command.vars = json::parse(s.text(25)).get<Env>();
   } catch (const json::exception& e) {
     return make_error(Code::kCorruption, fmt::format("task {}: {}", t.id, e.what()));
   }
@@ -271,6 +291,10 @@ Result<Task> SqliteStore::read_task(Stmt& s) {
   t.token = s.text(22);
   t.slow_after_ms = s.int64(23);
   t.result = s.text(24);
+  t.batch_id = s.int64(26);
+  t.schedule = s.text(27);
+  t.slot_ms = s.int64(28);
+  t.item = s.text(29);
   return t;
 }
 
@@ -304,14 +328,23 @@ Result<std::optional<Task>> SqliteStore::get_task(int64_t id) {
 }
 
 Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
-  static const std::string sql = fmt::format(
-      "SELECT {} FROM tasks WHERE id > ?1 AND (?2 IS NULL OR state = ?2) "
-      "AND (?3 IS NULL OR queue = ?3) "
-      "AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5) "
-      "ORDER BY id LIMIT ?6",
-      kTaskColumns);
+  // One statement per index: the whole table, a batch, or a schedule's tasks.
+  constexpr const char* kFilters =
+      "id > ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR queue = ?3) "
+      "AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5) ";
+  static const std::string all =
+      fmt::format("SELECT {} FROM tasks WHERE {} ORDER BY id LIMIT ?6", kTaskColumns, kFilters);
+  static const std::string by_batch =
+      fmt::format("SELECT {} FROM tasks WHERE batch_id = ?7 AND {} ORDER BY id LIMIT ?6",
+                  kTaskColumns, kFilters);
+  static const std::string by_schedule =
+      fmt::format("SELECT {} FROM tasks WHERE schedule = ?7 AND {} ORDER BY id LIMIT ?6",
+                  kTaskColumns, kFilters);
+  const std::string& sql = f.batch_id ? by_batch : !f.schedule.empty() ? by_schedule : all;
   auto stmt = db_->prepare(sql.c_str());
   if (!stmt) return std::unexpected(stmt.error());
+  if (f.batch_id) stmt->bind(7, f.batch_id);
+  if (!f.batch_id && !f.schedule.empty()) stmt->bind(7, f.schedule);
   stmt->bind(1, f.after_id);
   if (f.state) stmt->bind(2, state_name(*f.state));
   if (!f.queue.empty()) stmt->bind(3, f.queue);
@@ -702,6 +735,131 @@ Result<int64_t> SqliteStore::next_worker_id() {
   int64_t id = std::stoll(stmt->text(0));
   stmt->step();
   return id;
+}
+
+Result<int64_t> SqliteStore::next_batch_id() {
+  auto stmt = db_->prepare(
+      "INSERT INTO meta (key, value) VALUES ('last_batch_id', '1') "
+      "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value");
+  if (!stmt) return std::unexpected(stmt.error());
+  if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("next batch id"));
+  int64_t id = std::stoll(stmt->text(0));
+  stmt->step();
+  return id;
+}
+
+Result<std::vector<ScheduleRecord>> SqliteStore::list_schedules() {
+  auto stmt = db_->prepare(
+      "SELECT name, definition, paused, created_at_ms, next_slot_ms, pending, cycle, cursor, "
+      "items FROM schedules ORDER BY name");
+  if (!stmt) return std::unexpected(stmt.error());
+  std::vector<ScheduleRecord> out;
+  int rc;
+  while ((rc = stmt->step()) == SQLITE_ROW) {
+    out.push_back({.name = stmt->text(0),
+                   .definition = stmt->text(1),
+                   .paused = stmt->int64(2) != 0,
+                   .created_at_ms = stmt->int64(3),
+                   .next_slot_ms = stmt->int64(4),
+                   .pending = stmt->int64(5),
+                   .cycle = stmt->int64(6),
+                   .cursor = stmt->int64(7),
+                   .items = stmt->text(8)});
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(db_->error("list schedules"));
+  return out;
+}
+
+Status SqliteStore::put_schedule(const ScheduleRecord& s) {
+  auto stmt = db_->prepare(
+      "INSERT OR REPLACE INTO schedules (name, definition, paused, created_at_ms, next_slot_ms, "
+      "pending, cycle, cursor, items) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, s.name).bind(2, s.definition).bind(3, int64_t{s.paused});
+  stmt->bind(4, s.created_at_ms).bind(5, s.next_slot_ms).bind(6, s.pending);
+  stmt->bind(7, s.cycle).bind(8, s.cursor).bind(9, s.items);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("put schedule"));
+  return {};
+}
+
+Status SqliteStore::delete_schedule(const std::string& name) {
+  auto stmt = db_->prepare("DELETE FROM schedules WHERE name = ?1");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, name);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("delete schedule"));
+  return {};
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::unfinished_schedule_tasks() {
+  auto stmt = db_->prepare(
+      "SELECT schedule, id FROM tasks WHERE schedule IS NOT NULL "
+      "AND state NOT IN ('succeeded', 'failed', 'cancelled', 'skipped')");
+  if (!stmt) return std::unexpected(stmt.error());
+  std::vector<std::pair<std::string, int64_t>> out;
+  int rc;
+  while ((rc = stmt->step()) == SQLITE_ROW) out.emplace_back(stmt->text(0), stmt->int64(1));
+  if (rc != SQLITE_DONE) return std::unexpected(db_->error("unfinished schedule tasks"));
+  return out;
+}
+
+Result<std::vector<ItemRun>> SqliteStore::item_runs(const std::string& schedule) {
+  auto stmt = db_->prepare(
+      "SELECT item, id, state, started_at_ms, finished_at_ms FROM tasks WHERE id IN "
+      "(SELECT max(id) FROM tasks WHERE schedule = ?1 GROUP BY item) ORDER BY item");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, schedule);
+  std::vector<ItemRun> out;
+  int rc;
+  while ((rc = stmt->step()) == SQLITE_ROW) {
+    auto state = parse_state(stmt->text(2));
+    if (!state) return make_error(Code::kCorruption, "item runs: bad task state");
+    out.push_back({.item = stmt->text(0),
+                   .task_id = stmt->int64(1),
+                   .state = *state,
+                   .started_at_ms = stmt->int64(3),
+                   .finished_at_ms = stmt->int64(4)});
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(db_->error("item runs"));
+  return out;
+}
+
+Result<std::vector<Task>> SqliteStore::recent_schedule_tasks(const std::string& schedule,
+                                                             int limit) {
+  static const std::string sql = fmt::format(
+      "SELECT {} FROM tasks WHERE schedule = ?1 ORDER BY id DESC LIMIT ?2", kTaskColumns);
+  auto stmt = db_->prepare(sql.c_str());
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, schedule).bind(2, int64_t{limit});
+  return read_tasks(*stmt);
+}
+
+Result<std::vector<WatchRecord>> SqliteStore::list_watches() {
+  auto stmt = db_->prepare("SELECT name, definition, created_at_ms FROM watches ORDER BY name");
+  if (!stmt) return std::unexpected(stmt.error());
+  std::vector<WatchRecord> out;
+  int rc;
+  while ((rc = stmt->step()) == SQLITE_ROW) {
+    out.push_back({stmt->text(0), stmt->text(1), stmt->int64(2)});
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(db_->error("list watches"));
+  return out;
+}
+
+Status SqliteStore::put_watch(const WatchRecord& w) {
+  auto stmt = db_->prepare(
+      "INSERT OR REPLACE INTO watches (name, definition, created_at_ms) VALUES (?1, ?2, ?3)");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, w.name).bind(2, w.definition).bind(3, w.created_at_ms);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("put watch"));
+  return {};
+}
+
+Status SqliteStore::delete_watch(const std::string& name) {
+  auto stmt = db_->prepare("DELETE FROM watches WHERE name = ?1");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, name);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("delete watch"));
+  return {};
 }
 
 }  // namespace rota

@@ -10,7 +10,7 @@
 
 namespace rota {
 
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 
 class SqliteStore final : public Store {
  public:
@@ -53,6 +53,16 @@ class SqliteStore final : public Store {
   Result<std::vector<Event>> list_events(int64_t after_id, int limit) override;
   Result<int64_t> last_event_id() override;
   Result<int64_t> next_worker_id() override;
+  Result<int64_t> next_batch_id() override;
+  Result<std::vector<ScheduleRecord>> list_schedules() override;
+  Status put_schedule(const ScheduleRecord& schedule) override;
+  Status delete_schedule(const std::string& name) override;
+  Result<std::vector<std::pair<std::string, int64_t>>> unfinished_schedule_tasks() override;
+  Result<std::vector<ItemRun>> item_runs(const std::string& schedule) override;
+  Result<std::vector<Task>> recent_schedule_tasks(const std::string& schedule, int limit) override;
+  Result<std::vector<WatchRecord>> list_watches() override;
+  Status put_watch(const WatchRecord& watch) override;
+  Status delete_watch(const std::string& name) override;
   Result<int64_t> count_attempts(int64_t task_id, Outcome outcome) override;
   Result<std::vector<AttemptRecord>> attempts_since(int64_t since_ms) override;
   Result<std::optional<std::tuple<int64_t, TaskState, int64_t>>> find_unique(

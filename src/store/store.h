@@ -24,8 +24,38 @@ struct TaskFilter {
   std::optional<TaskState> state;
   std::string queue;  // empty: any
   std::optional<std::pair<std::string, std::string>> label;
+  int64_t batch_id = 0;  // 0: any
+  std::string schedule;  // empty: any
   int64_t after_id = 0;  // keyset pagination: ids greater than this, ascending
   int limit = 1000;
+};
+
+// A schedule as kept: its definition is JSON the scheduler owns; the rest is its progress.
+struct ScheduleRecord {
+  std::string name;
+  std::string definition;
+  bool paused = false;
+  int64_t created_at_ms = 0;
+  int64_t next_slot_ms = 0;  // the next fire time not yet fired
+  int64_t pending = 0;       // firings queued behind a running one (--overlap queue)
+  int64_t cycle = 0;         // sweeps: how many times the item list was started
+  int64_t cursor = 0;        // sweeps: the index of the next item in `items`
+  std::string items;         // sweeps: this cycle's items, a JSON array
+};
+
+// The newest task of a schedule for one item (or for the schedule, when it has no items).
+struct ItemRun {
+  std::string item;
+  int64_t task_id = 0;
+  TaskState state = TaskState::kQueued;
+  int64_t started_at_ms = 0;
+  int64_t finished_at_ms = 0;
+};
+
+struct WatchRecord {
+  std::string name;
+  std::string definition;
+  int64_t created_at_ms = 0;
 };
 
 struct NewTask {
@@ -158,6 +188,23 @@ class Store {
 
   // A worker id never handed out before in this store.
   virtual Result<int64_t> next_worker_id() = 0;
+  // A batch id (rota add --each) never handed out before in this store.
+  virtual Result<int64_t> next_batch_id() = 0;
+
+  virtual Result<std::vector<ScheduleRecord>> list_schedules() = 0;
+  virtual Status put_schedule(const ScheduleRecord& schedule) = 0;  // insert or replace
+  virtual Status delete_schedule(const std::string& name) = 0;
+  // Unfinished tasks fired by any schedule: (schedule, task id).
+  virtual Result<std::vector<std::pair<std::string, int64_t>>> unfinished_schedule_tasks() = 0;
+  // The newest task per item of a schedule.
+  virtual Result<std::vector<ItemRun>> item_runs(const std::string& schedule) = 0;
+  // A schedule's newest tasks, newest first.
+  virtual Result<std::vector<Task>> recent_schedule_tasks(const std::string& schedule,
+                                                          int limit) = 0;
+
+  virtual Result<std::vector<WatchRecord>> list_watches() = 0;
+  virtual Status put_watch(const WatchRecord& watch) = 0;
+  virtual Status delete_watch(const std::string& name) = 0;
 
   virtual std::string path() const = 0;
 };

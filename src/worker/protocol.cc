@@ -19,6 +19,7 @@ json command_json(const Command& c) {
   json j = {{"cwd", c.cwd}};
   if (c.env) j["env"] = *c.env;
   if (c.env_id) j["env_id"] = c.env_id;
+  if (!c.vars.empty()) j["vars"] = c.vars;
   if (c.argv.empty()) {
     j["shell"] = c.shell;
   } else {
@@ -34,6 +35,7 @@ Command command_from(const json& j) {
   c.cwd = j.value("cwd", "/");
   if (j.contains("env")) c.env = std::make_shared<const Env>(j.at("env").get<Env>());
   c.env_id = j.value("env_id", int64_t{0});
+  if (j.contains("vars")) c.vars = j.at("vars").get<Env>();
   return c;
 }
 

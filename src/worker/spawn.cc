@@ -80,11 +80,12 @@ Result<Spawned> spawn_command(const Command& command, int64_t task_id, int attem
   if (command.env) {
     for (const auto& [k, v] : *command.env) {
       if (k != "ROTA_TASK_ID" && k != "ROTA_ATTEMPT" && k != "ROTA_ATTEMPT_TOKEN" &&
-          k != "ROTA_RESULT") {
+          k != "ROTA_RESULT" && !command.vars.contains(k)) {
         env_strings.push_back(k + "=" + v);
       }
     }
   }
+  for (const auto& [k, v] : command.vars) env_strings.push_back(k + "=" + v);
   if (task_id) {
     // The task knows who it is, and so can the daemon find its processes by it.
     env_strings.push_back(fmt::format("ROTA_TASK_ID={}", task_id));

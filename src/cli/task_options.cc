@@ -1,0 +1,124 @@
+#include "cli/task_options.h"
+
+#include <unistd.h>
+
+#include "cli/command.h"
+#include "core/backoff.h"
+#include "core/duration.h"
+#include "core/task.h"
+
+extern char** environ;
+
+namespace rota::cli {
+namespace {
+
+using nlohmann::json;
+
+Env current_env() {
+  Env env;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string_view::npos) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+}  // namespace
+
+std::string current_dir() {
+  char buf[4096];
+  return ::getcwd(buf, sizeof buf) ? std::string(buf) : std::string("/");
+}
+
+void add_task_flags(CLI::App* c, TaskFlags& f) {
+  c->add_option("command", f.command, "The command and its arguments (after --)");
+  c->add_option("--shell", f.shell, "Run this command line through /bin/sh -c");
+  c->add_option("--queue", f.queue, "Queue name (default: default)");
+  c->add_option("--priority", f.priority, "Higher runs first; FIFO within a priority");
+  c->add_option("--retries", f.retries, "Attempts after the first (default 0)");
+  c->add_option("--backoff", f.backoff, "Retry delay BASE[,MAX], exponential with jitter (1s,5m)");
+  c->add_option("--timeout", f.timeout, "Kill the task's process group after this long");
+  c->add_option("--delay", f.delay, "Start no sooner than this from now");
+  c->add_option("--slow-after", f.slow_after, "Call the worker slow when the task runs this long");
+  c->add_option("--after", f.after, "Run only after these tasks succeeded (ID[,ID...])");
+  c->add_option("--label", f.labels, "KEY=VALUE (repeatable)");
+  c->add_option("--env", f.env, "KEY=VALUE added to the caller's environment (repeatable)");
+  c->add_option("--cwd", f.cwd, "Working directory (default: the current one)");
+  c->add_option("--unique", f.unique, "Queue nothing if a task with this key is not finished");
+  c->add_option("--unique-for", f.unique_for, "With --unique: nor finished within this long");
+}
+
+Result<json> task_options_json(const TaskFlags& f) {
+  json j = {{"queue", f.queue}, {"priority", f.priority}, {"retries", f.retries}};
+  if (!f.backoff.empty()) {
+    if (auto b = parse_backoff(f.backoff); !b) return std::unexpected(b.error());
+    j["backoff"] = f.backoff;
+  }
+  for (auto [flag, value, key] :
+       {std::tuple{"--timeout", &f.timeout, "timeout"}, std::tuple{"--delay", &f.delay, "delay"},
+        std::tuple{"--slow-after", &f.slow_after, "slow_after"}}) {
+    if (value->empty()) continue;
+    auto ms = parse_duration_ms(*value, flag);
+    if (!ms) return std::unexpected(ms.error());
+    j[key] = *ms;
+  }
+  if (!f.unique.empty()) j["unique"] = f.unique;
+  if (!f.unique_for.empty()) {
+    if (f.unique.empty()) {
+      return make_error(Code::kInvalidArgument, "--unique-for goes with --unique KEY",
+                        "--unique-for");
+    }
+    auto d = parse_duration_ms(f.unique_for, "--unique-for");
+    if (!d) return std::unexpected(d.error());
+    j["unique_for"] = *d;
+  }
+  auto after = parse_task_ids(f.after, "--after");
+  if (!after) return std::unexpected(after.error());
+  if (!after->empty()) j["after"] = *after;
+  json labels = json::object();
+  for (const std::string& l : f.labels) {
+    auto kv = parse_key_value(l, "--label");
+    if (!kv) return std::unexpected(kv.error());
+    labels[kv->first] = kv->second;
+  }
+  if (!labels.empty()) j["labels"] = labels;
+  Env env = current_env();
+  for (const std::string& e : f.env) {
+    auto kv = parse_key_value(e, "--env");
+    if (!kv) return std::unexpected(kv.error());
+    env[kv->first] = kv->second;
+  }
+  j["env"] = env;
+  std::string cwd = f.cwd.empty() ? current_dir() : f.cwd;
+  if (!cwd.empty() && cwd.front() != '/') cwd = current_dir() + "/" + cwd;
+  j["cwd"] = cwd;
+  return j;
+}
+
+Result<json> task_json(const TaskFlags& f) {
+  auto j = task_options_json(f);
+  if (!j) return j;
+  if (auto r = check_task_locally(f, *j); !r) return std::unexpected(r.error());
+  if (f.command.empty()) {
+    (*j)["shell"] = f.shell;
+  } else {
+    (*j)["argv"] = f.command;
+  }
+  return j;
+}
+
+Status check_task_locally(const TaskFlags& f, const json& options, bool stdin_commands) {
+  TaskSpec spec;
+  spec.command.argv = f.command;
+  spec.command.shell = f.shell;
+  if (stdin_commands) spec.command.shell = "true";
+  spec.command.cwd = options["cwd"];
+  spec.queue = f.queue;
+  spec.retries = f.retries;
+  if (options.contains("labels")) spec.labels = options["labels"].get<Labels>();
+  if (auto r = validate_spec(spec); !r) return r;
+  return validate_cwd(spec.command.cwd);
+}
+
+}  // namespace rota::cli
