@@ -789,6 +789,31 @@ void schedule_remove(ApiContext& c, const HttpRequest& req, Responder respond) {
   reply_committed(c.committer, std::move(respond), json{{"removed", req.params[0]}});
 }
 
+// ---- watches ---------------------------------------------------------------------------
+
+void watch_add(ApiContext& c, const HttpRequest& req, Responder respond) {
+  json j = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) {
+    return respond(
+        error_response({Code::kInvalidArgument,
+                        "expected a JSON object with a \"name\" and a definition", "name"}));
+  }
+  std::string name = j["name"];
+  j.erase("name");
+  auto added = c.watcher.add(name, j);
+  if (!added) return respond(error_response(added.error()));
+  reply_committed(c.committer, std::move(respond), *added, 201);
+}
+
+void watch_list(ApiContext& c, const HttpRequest&, Responder respond) {
+  respond(ok(c.watcher.list()));
+}
+
+void watch_remove(ApiContext& c, const HttpRequest& req, Responder respond) {
+  if (auto r = c.watcher.remove(req.params[0]); !r) return respond(error_response(r.error()));
+  reply_committed(c.committer, std::move(respond), json{{"removed", req.params[0]}});
+}
+
 }  // namespace
 
 void add_routes(Router& r, ApiContext& c) {
@@ -829,6 +854,9 @@ void add_routes(Router& r, ApiContext& c) {
   r.add("GET", "/v1/schedules/{}", bind(schedule_show));
   r.add("DELETE", "/v1/schedules/{}", bind(schedule_remove));
   r.add("POST", "/v1/schedules/{}/{}", bind(schedule_change));
+  r.add("GET", "/v1/watches", bind(watch_list));
+  r.add("POST", "/v1/watches", bind(watch_add));
+  r.add("DELETE", "/v1/watches/{}", bind(watch_remove));
 }
 
 }  // namespace rota

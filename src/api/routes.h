@@ -13,6 +13,7 @@
 #include "daemon/metrics.h"
 #include "daemon/pool.h"
 #include "daemon/scheduler.h"
+#include "daemon/watcher.h"
 #include "store/store.h"
 
 namespace rota {
@@ -25,6 +26,7 @@ struct ApiContext {
   Autoscaler& autoscaler;
   Engine& engine;
   Scheduler& scheduler;
+  Watcher& watcher;
   Store& store;
   Committer& committer;
   Pool& pool;

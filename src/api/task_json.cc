@@ -62,6 +62,7 @@ json task_to_json(const Task& t) {
       {"worker", optional_value(t.worker)},
       {"result", t.result.empty() ? json(nullptr) : json::parse(t.result, nullptr, false)},
   };
+  if (t.started_at_ms && t.finished_at_ms) j["duration_ms"] = t.finished_at_ms - t.started_at_ms;
   if (t.batch_id) j["batch"] = t.batch_id;
   if (!t.schedule.empty()) j["schedule"] = t.schedule;
   if (!t.item.empty()) j["item"] = t.item;

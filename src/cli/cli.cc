@@ -67,6 +67,8 @@ int run_cli(int argc, char** argv) {
   cli::add_add_command(app, globals, action);
   cli::add_task_commands(app, globals, action);
   cli::add_schedule_commands(app, globals, action);
+  cli::add_results_command(app, globals, action);
+  cli::add_watch_commands(app, globals, action);
   cli::add_admin_commands(app, globals, action);
   cli::add_health_commands(app, globals, action);
   cli::add_export_command(app, globals, action);

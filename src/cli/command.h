@@ -26,6 +26,8 @@ void add_export_command(CLI::App& app, Globals& globals, Action& action);
 void add_stats_command(CLI::App& app, Globals& globals, Action& action);
 void add_top_command(CLI::App& app, Globals& globals, Action& action);
 void add_schedule_commands(CLI::App& app, Globals& globals, Action& action);
+void add_results_command(CLI::App& app, Globals& globals, Action& action);
+void add_watch_commands(CLI::App& app, Globals& globals, Action& action);
 
 // Prints "rota: <message>" on stderr and returns the exit code for the error's code.
 int report(const Error& error);

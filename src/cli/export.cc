@@ -136,7 +136,102 @@ int export_rows(const Globals& g, const ExportFlags& f) {
   return code;
 }
 
+// ---- results ---------------------------------------------------------------------------
+
+struct ResultsFlags {
+  std::string format = "jsonl";
+  std::string schedule;
+  std::string queue;
+  int64_t batch = 0;
+  std::string since;
+  std::string output;
+};
+
+std::string query_escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+// rota results: what finished tasks returned (ROTA_RESULT), one row per task.
+int results(const Globals& g, const ResultsFlags& f) {
+  if (f.format != "csv" && f.format != "jsonl") {
+    return report({Code::kInvalidArgument, "--format: csv or jsonl", "--format"});
+  }
+  std::string since_text;
+  if (!f.since.empty()) {
+    auto d = parse_duration_ms(f.since, "--since");
+    if (!d) return report(d.error());
+    since_text = format_timestamp(wall_now_ms() - *d);
+  }
+  Client client = make_client(g);
+  if (auto r = client.connect(); !r) return report(r.error());
+  if (!f.schedule.empty()) {
+    // An unknown schedule is a mistake, not an empty export.
+    if (auto r = client.call("GET", "/v1/schedules/" + query_escape(f.schedule)); !r) {
+      return report(r.error());
+    }
+  }
+  std::FILE* out = stdout;
+  if (!f.output.empty() && f.output != "-") {
+    out = std::fopen(f.output.c_str(), "w");
+    if (!out) {
+      return report({Code::kInvalidArgument,
+                     fmt::format("-o: cannot write {}: {}", f.output, std::strerror(errno)), "-o"});
+    }
+  }
+  Writer w(out, f.format == "csv",
+           {"task", "item", "schedule", "state", "finished_at", "duration_ms", "result"});
+  std::string filter =
+      fmt::format("&queue={}&schedule={}", query_escape(f.queue), query_escape(f.schedule));
+  if (f.batch) filter += fmt::format("&batch={}", f.batch);
+  int code = 0;
+  int64_t after = 0;
+  for (;;) {
+    auto r = client.call("GET", fmt::format("/v1/tasks?after={}&limit=1000{}", after, filter));
+    if (!r) {
+      code = report(r.error());
+      break;
+    }
+    for (const json& t : *r) {
+      after = t["id"].get<int64_t>();
+      if (t["finished_at"].is_null()) continue;
+      if (!since_text.empty() && t["finished_at"].get<std::string>() < since_text) continue;
+      json row = {{"task", t["id"]},
+                  {"item", t.value("item", json(nullptr))},
+                  {"schedule", t.value("schedule", json(nullptr))},
+                  {"state", t["state"]},
+                  {"finished_at", t["finished_at"]},
+                  {"duration_ms", t.value("duration_ms", json(nullptr))},
+                  {"result", t["result"]}};
+      w.row(row);
+    }
+    if (r->size() < 1000) break;
+  }
+  if (out != stdout) std::fclose(out);
+  return code;
+}
+
 }  // namespace
+
+void add_results_command(CLI::App& app, Globals& g, Action& action) {
+  auto f = std::make_shared<ResultsFlags>();
+  CLI::App* c = app.add_subcommand(
+      "results", "What finished tasks returned (ROTA_RESULT), as JSON lines or CSV");
+  c->add_option("--schedule", f->schedule, "Only the tasks this schedule fired");
+  c->add_option("--queue", f->queue, "Only tasks of this queue");
+  c->add_option("--batch", f->batch, "Only the tasks of this --each batch");
+  c->add_option("--since", f->since, "Only tasks finished this long ago or since");
+  c->add_option("--format", f->format, "jsonl (default) or csv (RFC 4180, with a header row)");
+  c->add_option("-o,--output", f->output, "Write to this file (default: stdout)");
+  c->callback([&g, &action, f] { action = [&g, f] { return results(g, *f); }; });
+}
 
 void add_export_command(CLI::App& app, Globals& g, Action& action) {
   auto f = std::make_shared<ExportFlags>();

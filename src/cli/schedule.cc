@@ -83,10 +83,10 @@ int schedule_list(const Globals& g) {
   }
   std::vector<std::vector<std::string>> rows;
   for (const json& s : *r) {
-    std::string sweep = s.contains("over") ? fmt::format("{}/{} (cycle {})", s["cursor"].get<int64_t>(),
-                                                         s["item_count"].get<int64_t>(),
-                                                         s["cycle"].get<int64_t>())
-                                           : "-";
+    std::string sweep = s.contains("over")
+                            ? fmt::format("{}/{} (cycle {})", s["cursor"].get<int64_t>(),
+                                          s["item_count"].get<int64_t>(), s["cycle"].get<int64_t>())
+                            : "-";
     rows.push_back({s["name"], when(s), s["paused"].get<bool>() ? "paused" : "active",
                     cell(s["next_fire"]), std::to_string(s["unfinished"].get<int64_t>()), sweep});
   }
@@ -105,8 +105,8 @@ int schedule_show(const Globals& g, const std::string& name) {
     return 0;
   }
   fmt::print("schedule    {}{}\n", name, s["paused"].get<bool>() ? " (paused)" : "");
-  fmt::print("when        {}, overlap {}, catch-up {}{}\n", when(s), s["overlap"].get<std::string>(),
-             s["catch_up"].get<std::string>(),
+  fmt::print("when        {}, overlap {}, catch-up {}{}\n", when(s),
+             s["overlap"].get<std::string>(), s["catch_up"].get<std::string>(),
              s.contains("jitter_ms") ? ", jitter " + format_duration_ms(s["jitter_ms"]) : "");
   fmt::print("command     {}\n", command_line(json{{"command", s["task"]}}));
   fmt::print("next fire   {}\n", cell(s["next_fire"]));

@@ -31,6 +31,7 @@
 #include "daemon/pool.h"
 #include "daemon/scheduler.h"
 #include "daemon/systemd.h"
+#include "daemon/watcher.h"
 #include "store/sqlite_store.h"
 
 namespace rota {
@@ -145,6 +146,8 @@ int run_daemon(const DaemonOptions& o) {
   committer.set_commit_observer([&metrics](double seconds) { metrics.commit(seconds); });
   Scheduler scheduler(io, **store, committer, engine, clock);
   if (auto r = scheduler.recover(); !r) return fail(r.error());
+  Watcher watcher(io, **store, committer, engine, clock);
+  if (auto r = watcher.recover(); !r) return fail(r.error());
 
   // The autoscaling range, if one was set, outlives the daemon.
   Autoscaler autoscaler(config->scale_up_wait_ms, config->scale_down_idle_ms);
@@ -217,6 +220,7 @@ int run_daemon(const DaemonOptions& o) {
   ApiContext api{.autoscaler = autoscaler,
                  .engine = engine,
                  .scheduler = scheduler,
+                 .watcher = watcher,
                  .store = **store,
                  .committer = committer,
                  .pool = pool,

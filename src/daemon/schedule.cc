@@ -62,15 +62,13 @@ json schedule_def_to_json(const ScheduleDef& d) {
 }
 
 Status validate_schedule_name(std::string_view name) {
-  bool ok = !name.empty() && name.size() <= 64 &&
-            std::all_of(name.begin(), name.end(), [](char c) {
-              return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-                     c == '.';
-            });
+  bool ok = !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
   if (ok) return {};
-  return make_error(Code::kInvalidArgument,
-                    fmt::format("\"{}\" is not a schedule name (1-64 letters, digits, - _ .)", name),
-                    "name");
+  return make_error(
+      Code::kInvalidArgument,
+      fmt::format("\"{}\" is not a schedule name (1-64 letters, digits, - _ .)", name), "name");
 }
 
 Result<ScheduleDef> schedule_def_from_json(const json& j) {
@@ -180,8 +178,8 @@ Result<std::vector<std::string>> read_items(const std::string& source, const std
     if (!path.empty() && path.front() != '/') path = cwd + "/" + path;
     std::ifstream in(path);
     if (!in) {
-      return make_error(Code::kInvalidArgument,
-                        fmt::format("cannot read the item list {}", path), "over");
+      return make_error(Code::kInvalidArgument, fmt::format("cannot read the item list {}", path),
+                        "over");
     }
     for (std::string line; std::getline(in, line);) {
       if (!line.empty() && line.back() == '\r') line.pop_back();

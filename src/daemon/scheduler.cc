@@ -40,7 +40,8 @@ Scheduler::Scheduler(asio::io_context& io, Store& store, Committer& committer, E
       clock_(clock),
       timer_(io),
       rng_(std::random_device{}()) {
-  engine_.on_task_finished([this](int64_t task, TaskState state) { on_task_finished(task, state); });
+  engine_.on_task_finished(
+      [this](int64_t task, TaskState state) { on_task_finished(task, state); });
 }
 
 Status Scheduler::recover() {
@@ -49,8 +50,8 @@ Status Scheduler::recover() {
   for (ScheduleRecord& r : *records) {
     auto def = schedule_def_from_json(json::parse(r.definition, nullptr, false));
     if (!def) {
-      return make_error(Code::kCorruption, fmt::format("schedule {}: {}", r.name,
-                                                       def.error().message));
+      return make_error(Code::kCorruption,
+                        fmt::format("schedule {}: {}", r.name, def.error().message));
     }
     auto timing = Timing::make(*def, r.created_at_ms);
     if (!timing) return std::unexpected(timing.error());
@@ -88,10 +89,10 @@ Status Scheduler::recover() {
 Result<json> Scheduler::add(const std::string& name, const json& definition) {
   TRY(validate_schedule_name(name));
   if (find(name)) {
-    return make_error(Code::kConflict,
-                      fmt::format("a schedule named \"{}\" exists (rota schedule remove {})", name,
-                                  name),
-                      "name");
+    return make_error(
+        Code::kConflict,
+        fmt::format("a schedule named \"{}\" exists (rota schedule remove {})", name, name),
+        "name");
   }
   auto def = schedule_def_from_json(definition);
   if (!def) return std::unexpected(def.error());
@@ -109,8 +110,8 @@ Result<json> Scheduler::add(const std::string& name, const json& definition) {
   if (!timing) return std::unexpected(timing.error());
   auto next = timing->next_after(now);
   if (!next) {
-    return make_error(Code::kInvalidArgument,
-                      fmt::format("--cron '{}' never fires", def->cron), "cron");
+    return make_error(Code::kInvalidArgument, fmt::format("--cron '{}' never fires", def->cron),
+                      "cron");
   }
   TRY(committer_.write());
   Live s{.record = {.name = name,
@@ -355,8 +356,8 @@ json Scheduler::view(const Live& s) const {
   j["name"] = s.record.name;
   j["paused"] = s.record.paused;
   j["created_at"] = format_timestamp(s.record.created_at_ms);
-  j["next_fire"] = s.record.paused || s.due_ms == 0 ? json(nullptr)
-                                                    : json(format_timestamp(s.due_ms));
+  j["next_fire"] =
+      s.record.paused || s.due_ms == 0 ? json(nullptr) : json(format_timestamp(s.due_ms));
   j["unfinished"] = s.active.size();
   j["held"] = s.record.pending;
   if (s.def.every_ms) j["every"] = format_duration_ms(s.def.every_ms);
