@@ -89,8 +89,7 @@ void add_watch_commands(CLI::App& app, Globals& g, Action& action) {
     CLI::App* c = group->add_subcommand(
         "add", "Add a watch: rota watch add NAME --path DIR [--glob '*.py'] -- CMD ARGS...");
     c->add_option("name", f->name, "The watch's name")->required();
-    c->add_option("--path", f->path, "The directory to watch, with its subdirectories")
-        ->required();
+    c->add_option("--path", f->path, "The directory to watch, with its subdirectories")->required();
     c->add_option("--glob", f->glob, "Only files matching this pattern ('*.py', 'src/*.c')");
     c->add_option("--debounce", f->debounce,
                   "Queue once the changes have paused this long (default 500ms)");

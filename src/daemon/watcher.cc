@@ -185,8 +185,7 @@ Status Watcher::start(Live& w) {
   if (fd_ < 0) {
     fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (fd_ < 0) {
-      return make_error(Code::kUnavailable,
-                        fmt::format("inotify: {}", std::strerror(errno)));
+      return make_error(Code::kUnavailable, fmt::format("inotify: {}", std::strerror(errno)));
     }
     stream_ = std::make_unique<asio::posix::stream_descriptor>(io_, fd_);
     read_events();
@@ -271,8 +270,8 @@ void Watcher::on_change(Live& w, const std::string& path) {
   w.changed.insert(path);
   // Debounced: the task is queued once the burst has been quiet for `debounce`, or after
   // kMaxBurstPeriods debounce periods of writing without a pause.
-  int64_t deadline = std::min(now + w.def.debounce_ms,
-                              w.burst_started_ms + w.def.debounce_ms * kMaxBurstPeriods);
+  int64_t deadline =
+      std::min(now + w.def.debounce_ms, w.burst_started_ms + w.def.debounce_ms * kMaxBurstPeriods);
   w.debounce->expires_after(std::chrono::milliseconds(std::max<int64_t>(0, deadline - now)));
   w.debounce->async_wait([this, name = w.name](const boost::system::error_code& ec) {
     if (!ec) on_debounce(name);
