@@ -51,8 +51,8 @@ TEST(Schedule, MissedSlotsKeepTheLatest) {
   EXPECT_EQ(all.front(), kNoon + kMinute);
   EXPECT_EQ(all.back(), kNoon + 10 * kMinute);
   auto capped = missed_slots(*t, kNoon + kMinute, kNoon + 10 * kMinute + 5, 3);
-  EXPECT_EQ(capped, (std::vector<int64_t>{kNoon + 8 * kMinute, kNoon + 9 * kMinute,
-                                          kNoon + 10 * kMinute}));
+  EXPECT_EQ(capped,
+            (std::vector<int64_t>{kNoon + 8 * kMinute, kNoon + 9 * kMinute, kNoon + 10 * kMinute}));
   EXPECT_TRUE(missed_slots(*t, kNoon + kMinute, kNoon + kMinute - 1, 1000).empty());
 }
 

@@ -192,7 +192,7 @@ Status Watcher::start(Live& w) {
   }
   w.debounce = std::make_unique<asio::steady_timer>(io_);
   w.rescan = std::make_unique<asio::steady_timer>(io_);
-  add_tree(w, w.def.path);
+  add_tree(w, w.def.path, false);
   w.files = scan(w);
   schedule_rescan(w);
   return {};
@@ -211,7 +211,7 @@ void Watcher::stop(Live& w) {
   if (w.rescan) w.rescan->cancel();
 }
 
-void Watcher::add_tree(Live& w, const std::string& dir) {
+void Watcher::add_tree(Live& w, const std::string& dir, bool report_files) {
   int wd = ::inotify_add_watch(fd_, dir.c_str(), kMask);
   if (wd < 0) {
     spdlog::warn("watch {}: cannot watch {}: {} (the rescan still covers it)", w.name, dir,
@@ -221,7 +221,12 @@ void Watcher::add_tree(Live& w, const std::string& dir) {
   dirs_[wd] = {w.name, dir};
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_directory(ec) && !it->is_symlink(ec)) add_tree(w, it->path().string());
+    if (it->is_directory(ec) && !it->is_symlink(ec)) {
+      add_tree(w, it->path().string(), report_files);
+    } else if (report_files && it->is_regular_file(ec)) {
+      // Written into a new directory before its watch existed.
+      on_change(w, it->path().string());
+    }
   }
 }
 
@@ -251,7 +256,7 @@ void Watcher::read_events() {
                             if (w == watches_.end() || e->len == 0) continue;
                             std::string path = dir->second.second + "/" + e->name;
                             if ((e->mask & IN_ISDIR) && (e->mask & (IN_CREATE | IN_MOVED_TO))) {
-                              add_tree(w->second, path);
+                              add_tree(w->second, path, true);
                               continue;
                             }
                             if (e->mask & IN_ISDIR) continue;

@@ -65,7 +65,8 @@ class Watcher {
 
   Status start(Live& w);
   void stop(Live& w);
-  void add_tree(Live& w, const std::string& dir);
+  // Watches `dir` and its subdirectories; with `report_files`, their files count as changed.
+  void add_tree(Live& w, const std::string& dir, bool report_files);
   void read_events();
   void on_change(Live& w, const std::string& path);
   void on_debounce(const std::string& name);
