@@ -40,6 +40,9 @@ json task_to_json(const Task& t) {
   } else {
     command["argv"] = t.command.argv;
   }
+  if (t.command.isolation.kind != Isolation::Kind::kNone) {
+    command["isolation"] = json::parse(isolation_to_json(t.command.isolation));
+  }
   json j{
       {"id", t.id},
       {"state", state_name(t.state)},
@@ -123,6 +126,18 @@ Result<TaskSpec> spec_from_json(const json& j, const TaskSpec& defaults) {
         auto d = duration_field(v, key);
         if (!d) return std::unexpected(d.error());
         spec.unique_for_ms = *d;
+      } else if (key == "workdir") {
+        if (v.get<std::string>() != "temp") {
+          return std::unexpected(field_error(key, "the only workdir is \"temp\""));
+        }
+        spec.command.isolation = {.kind = Isolation::Kind::kTemp};
+      } else if (key == "worktree") {
+        spec.command.isolation.kind = Isolation::Kind::kWorktree;
+        spec.command.isolation.repo = v.get<std::string>();
+      } else if (key == "ref") {
+        spec.command.isolation.ref = v.get<std::string>();
+      } else if (key == "keep_failed") {
+        spec.command.isolation.keep_failed = v.get<bool>();
       } else if (key == "after") {
         spec.after = v.get<std::vector<int64_t>>();
       } else {

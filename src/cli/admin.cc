@@ -21,6 +21,7 @@
 #include "daemon/daemon.h"
 #include "daemon/systemd.h"
 #include "worker/command_worker.h"
+#include "worker/isolate.h"
 
 namespace rota::cli {
 namespace {
@@ -352,6 +353,17 @@ void add_admin_commands(CLI::App& app, Globals& g, Action& action) {
   worker->add_option("--fd", wo->fd);
   worker->add_option("--heartbeat", wo->heartbeat_ms);
   worker->group("");
+  auto isolation = std::make_shared<std::string>();
+  auto path = std::make_shared<std::string>();
+  auto argv = std::make_shared<std::vector<std::string>>();
+  CLI::App* isolate = app.add_subcommand("__isolate", "");  // internal: a task's set-up
+  isolate->add_option("--isolation", *isolation)->required();
+  isolate->add_option("--path", *path);
+  isolate->add_option("command", *argv)->required();
+  isolate->group("");
+  isolate->callback([&action, isolation, path, argv] {
+    action = [isolation, path, argv] { return run_isolated(*isolation, *path, *argv); };
+  });
   worker->callback([&g, &action, wo] {
     action = [&g, wo] {
       wo->reattach_socket = home_at(resolve_home_dir(g.home)).dir + "/worker.sock";

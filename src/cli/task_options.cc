@@ -1,5 +1,6 @@
 #include "cli/task_options.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include "cli/command.h"
@@ -47,6 +48,12 @@ void add_task_flags(CLI::App* c, TaskFlags& f) {
   c->add_option("--cwd", f.cwd, "Working directory (default: the current one)");
   c->add_option("--unique", f.unique, "Queue nothing if a task with this key is not finished");
   c->add_option("--unique-for", f.unique_for, "With --unique: nor finished within this long");
+  c->add_option("--workdir", f.workdir,
+                "temp: run in a fresh temporary directory, removed afterwards");
+  c->add_option("--worktree", f.worktree,
+                "Run in a fresh git worktree of this repository, removed afterwards");
+  c->add_option("--ref", f.ref, "With --worktree: what to check out (default HEAD)");
+  c->add_flag("--keep-failed", f.keep_failed, "With --worktree: keep it when the attempt fails");
 }
 
 Result<json> task_options_json(const TaskFlags& f) {
@@ -93,6 +100,32 @@ Result<json> task_options_json(const TaskFlags& f) {
   std::string cwd = f.cwd.empty() ? current_dir() : f.cwd;
   if (!cwd.empty() && cwd.front() != '/') cwd = current_dir() + "/" + cwd;
   j["cwd"] = cwd;
+  if (!f.workdir.empty()) {
+    if (f.workdir != "temp") {
+      return make_error(Code::kInvalidArgument,
+                        fmt::format("--workdir: \"{}\" is not a choice (temp)", f.workdir),
+                        "--workdir");
+    }
+    if (!f.worktree.empty()) {
+      return make_error(Code::kInvalidArgument, "--workdir and --worktree do not go together",
+                        "--workdir");
+    }
+    j["workdir"] = "temp";
+  }
+  if ((!f.ref.empty() || f.keep_failed) && f.worktree.empty()) {
+    return make_error(Code::kInvalidArgument, "--ref and --keep-failed go with --worktree REPO",
+                      "--worktree");
+  }
+  if (!f.worktree.empty()) {
+    std::string repo = f.worktree.front() == '/' ? f.worktree : current_dir() + "/" + f.worktree;
+    if (::access((repo + "/.git").c_str(), F_OK) != 0) {
+      return make_error(Code::kInvalidArgument,
+                        fmt::format("--worktree: {} is not a git repository", repo), "--worktree");
+    }
+    j["worktree"] = repo;
+    if (!f.ref.empty()) j["ref"] = f.ref;
+    if (f.keep_failed) j["keep_failed"] = true;
+  }
   return j;
 }
 

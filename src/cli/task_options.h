@@ -27,6 +27,10 @@ struct TaskFlags {
   std::string cwd;
   std::string unique;
   std::string unique_for;
+  std::string workdir;   // "temp"
+  std::string worktree;  // a git repository
+  std::string ref;
+  bool keep_failed = false;
 };
 
 // Adds the flags every task takes (the command after --, --shell, --queue, ...).

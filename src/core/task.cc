@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <array>
+#include <nlohmann/json.hpp>
 
 namespace rota {
 namespace {
@@ -111,6 +112,15 @@ Status validate_spec(const TaskSpec& spec) {
     return invalid(fmt::format("--cwd: \"{}\" is not an absolute path", c.cwd), "cwd");
   }
   if (auto r = validate_queue_name(spec.queue); !r) return r;
+  if (c.isolation.kind == Isolation::Kind::kWorktree) {
+    if (c.isolation.repo.empty() || c.isolation.repo.front() != '/') {
+      return invalid(fmt::format("--worktree: \"{}\" is not an absolute path", c.isolation.repo),
+                     "worktree");
+    }
+    if (c.isolation.ref.empty() || c.isolation.ref.front() == '-') {
+      return invalid("--ref: give a branch, tag or commit", "ref");
+    }
+  }
   if (spec.retries < 0 || spec.retries > 1000) {
     return invalid("--retries: must be between 0 and 1000", "retries");
   }
@@ -132,6 +142,39 @@ Status validate_queue_name(std::string_view name) {
   return make_error(
       Code::kInvalidArgument,
       fmt::format("--queue: \"{}\" is not a queue name (letters, digits, - _ .)", name), "queue");
+}
+
+std::string isolation_to_json(const Isolation& i) {
+  switch (i.kind) {
+    case Isolation::Kind::kNone:
+      return {};
+    case Isolation::Kind::kTemp:
+      return R"({"workdir":"temp"})";
+    case Isolation::Kind::kWorktree:
+      return nlohmann::json{{"worktree", i.repo}, {"ref", i.ref}, {"keep_failed", i.keep_failed}}
+          .dump();
+  }
+  return {};
+}
+
+Result<Isolation> isolation_from_json(std::string_view text) {
+  Isolation i;
+  if (text.empty()) return i;
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return make_error(Code::kInvalidArgument, "isolation: not a JSON object");
+  if (j.value("workdir", "") == "temp") {
+    i.kind = Isolation::Kind::kTemp;
+  } else if (j.contains("worktree") && j["worktree"].is_string()) {
+    i.kind = Isolation::Kind::kWorktree;
+    i.repo = j["worktree"].get<std::string>();
+    if (j.contains("ref") && j["ref"].is_string()) i.ref = j["ref"].get<std::string>();
+    if (j.contains("keep_failed") && j["keep_failed"].is_boolean())
+      i.keep_failed = j["keep_failed"];
+  } else {
+    return make_error(Code::kInvalidArgument,
+                      "isolation: expected {\"workdir\": \"temp\"} or {\"worktree\": REPO}");
+  }
+  return i;
 }
 
 Status validate_cwd(const std::string& cwd) {

@@ -39,6 +39,15 @@ using Env = std::map<std::string, std::string>;
 // Environments are large and shared by every task of a batch: held immutable, by pointer.
 using EnvPtr = std::shared_ptr<const Env>;
 
+// Where a command runs instead of (or under) its cwd, made fresh for each attempt.
+struct Isolation {
+  enum class Kind { kNone, kTemp, kWorktree };
+  Kind kind = Kind::kNone;
+  std::string repo;          // worktree: the git repository (absolute)
+  std::string ref = "HEAD";  // worktree: what to check out, detached
+  bool keep_failed = false;  // worktree: leave it in place when the attempt fails
+};
+
 struct Command {
   std::vector<std::string> argv;  // run without a shell when non-empty
   std::string shell;              // else run through /bin/sh -c
@@ -49,7 +58,13 @@ struct Command {
   int64_t env_id = 0;
   // Variables set on top of `env` for this task alone (ROTA_ITEM, ROTA_CHANGED).
   Env vars;
+  Isolation isolation;
 };
+
+// The JSON form of an isolation ({"workdir": "temp"} or {"worktree", "ref", "keep_failed"}),
+// as the store and the worker protocol keep it; empty for none.
+std::string isolation_to_json(const Isolation& isolation);
+Result<Isolation> isolation_from_json(std::string_view text);
 
 // What a user asks for; validated before anything is stored.
 struct TaskSpec {

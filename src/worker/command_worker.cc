@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -24,11 +25,20 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "worker/isolate.h"
 #include "worker/protocol.h"
 #include "worker/spawn.h"
 
 namespace rota {
 namespace {
+
+namespace fs = std::filesystem;
+
+std::string self_path() {
+  std::error_code ec;
+  auto path = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("rota") : path.string();
+}
 
 // Reads what the task wrote to ROTA_RESULT into `result` (JSON text) and removes the file.
 // Returns an error for the task's record if it is too large or not JSON; "" otherwise.
@@ -239,6 +249,12 @@ void CommandWorker::start(const Message& m) {
     } else if (auto it = envs_.find(command.env_id); it != envs_.end()) {
       command.env = it->second;
     }
+  }
+  if (command.isolation.kind != Isolation::Kind::kNone) {
+    // The set-up runs in the task's own process, under its timeout (worker/isolate.h).
+    std::string home = fs::path(options_.reattach_socket).parent_path().string();
+    command.argv = isolated_argv(command, self_path(), home + "/worktrees", m.task);
+    command.shell.clear();
   }
   std::string result_path = m.log_path.empty() ? "" : m.log_path + ".result";
   if (!result_path.empty()) ::unlink(result_path.c_str());  // no stale result of an earlier attempt
