@@ -172,12 +172,6 @@ int results(const Globals& g, const ResultsFlags& f) {
   }
   Client client = make_client(g);
   if (auto r = client.connect(); !r) return report(r.error());
-  if (!f.schedule.empty()) {
-    // An unknown schedule is a mistake, not an empty export.
-    if (auto r = client.call("GET", "/v1/schedules/" + query_escape(f.schedule)); !r) {
-      return report(r.error());
-    }
-  }
   std::FILE* out = stdout;
   if (!f.output.empty() && f.output != "-") {
     out = std::fopen(f.output.c_str(), "w");
@@ -193,8 +187,10 @@ int results(const Globals& g, const ResultsFlags& f) {
   if (f.batch) filter += fmt::format("&batch={}", f.batch);
   int code = 0;
   int64_t after = 0;
+  int64_t seen = 0;
   for (;;) {
     auto r = client.call("GET", fmt::format("/v1/tasks?after={}&limit=1000{}", after, filter));
+    if (r) seen += static_cast<int64_t>(r->size());
     if (!r) {
       code = report(r.error());
       break;
@@ -215,6 +211,12 @@ int results(const Globals& g, const ResultsFlags& f) {
     if (r->size() < 1000) break;
   }
   if (out != stdout) std::fclose(out);
+  if (code == 0 && seen == 0 && !f.schedule.empty()) {
+    // No task at all: a schedule that never existed is a mistake (a removed one's tasks stay).
+    if (auto r = client.call("GET", "/v1/schedules/" + query_escape(f.schedule)); !r) {
+      return report(r.error());
+    }
+  }
   return code;
 }
 

@@ -97,6 +97,25 @@ Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs,
                                          std::vector<size_t>* duplicates) {
   if (!accepting_) return make_error(Code::kUnavailable, "the daemon is stopping");
   TRY(committer_.write());
+  // All of the batch or none of it: the counters change only once every row is in.
+  TRY(store_.savepoint());
+  auto added = insert(std::move(specs), duplicates);
+  if (!added) {
+    store_.rollback_to_savepoint();
+    return std::unexpected(added.error());
+  }
+  TRY(store_.release_savepoint());
+  int64_t now = clock_.now_ms();
+  arrivals_.add(now, static_cast<int64_t>(added->second.size()));
+  for (const NewTask& row : added->second) {
+    ++counts_[row.spec.queue][static_cast<int>(row.state)];
+    if (row.state == TaskState::kScheduled) schedule_wake(row.run_after_ms);
+  }
+  return std::move(added->first);
+}
+
+Result<std::pair<std::vector<int64_t>, std::vector<NewTask>>> Engine::insert(
+    std::vector<TaskSpec> specs, std::vector<size_t>* duplicates) {
   int64_t now = clock_.now_ms();
   std::vector<NewTask> rows;
   rows.reserve(specs.size());
@@ -166,12 +185,7 @@ Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs,
   for (int64_t& id : ids) {
     if (id < 0) id = ids[static_cast<size_t>(-id - 1)];
   }
-  arrivals_.add(now, static_cast<int64_t>(rows.size()));
-  for (const NewTask& row : rows) {
-    ++counts_[row.spec.queue][static_cast<int>(row.state)];
-    if (row.state == TaskState::kScheduled) schedule_wake(row.run_after_ms);
-  }
-  return ids;
+  return std::pair{std::move(ids), std::move(rows)};
 }
 
 // ---- dispatch --------------------------------------------------------------------------

@@ -124,6 +124,9 @@ class Engine final : public PoolListener {
   struct Waiter;
 
   Result<std::optional<int64_t>> unique_holder(const TaskSpec& spec, int64_t now);
+  // Inserts the rows of add(); the ids, and the rows inserted (duplicates left out).
+  Result<std::pair<std::vector<int64_t>, std::vector<NewTask>>> insert(
+      std::vector<TaskSpec> specs, std::vector<size_t>* duplicates);
   void dispatch();
   Status start_on(int64_t worker, std::vector<std::string>& queues);
   std::vector<std::string> eligible_queues() const;

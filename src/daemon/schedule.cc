@@ -4,7 +4,9 @@
 #include <glob.h>
 
 #include <algorithm>
+#include <deque>
 #include <fstream>
+#include <set>
 
 #include "api/task_json.h"
 #include "core/duration.h"
@@ -161,14 +163,24 @@ std::optional<int64_t> Timing::next_after(int64_t t_ms) const {
 
 std::vector<int64_t> missed_slots(const Timing& timing, int64_t next_slot_ms, int64_t now_ms,
                                   size_t cap) {
-  std::vector<int64_t> slots;
+  if (cap == 0 || next_slot_ms > now_ms) return {};
+  if (timing.every_ms() > 0) {
+    // Arithmetic, so that a week's outage of an every-100ms schedule costs nothing.
+    int64_t every = timing.every_ms();
+    int64_t last = next_slot_ms + (now_ms - next_slot_ms) / every * every;
+    int64_t count = std::min<int64_t>((last - next_slot_ms) / every + 1, static_cast<int64_t>(cap));
+    std::vector<int64_t> slots;
+    for (int64_t k = count - 1; k >= 0; --k) slots.push_back(last - k * every);
+    return slots;
+  }
+  std::deque<int64_t> slots;
   std::optional<int64_t> slot = next_slot_ms;
   while (slot && *slot <= now_ms) {
     slots.push_back(*slot);
-    if (slots.size() > cap) slots.erase(slots.begin());
+    if (slots.size() > cap) slots.pop_front();
     slot = timing.next_after(*slot);
   }
-  return slots;
+  return {slots.begin(), slots.end()};
 }
 
 Result<std::vector<std::string>> read_items(const std::string& source, const std::string& cwd) {
@@ -181,9 +193,12 @@ Result<std::vector<std::string>> read_items(const std::string& source, const std
       return make_error(Code::kInvalidArgument, fmt::format("cannot read the item list {}", path),
                         "over");
     }
+    std::set<std::string> seen;
     for (std::string line; std::getline(in, line);) {
       if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.find_first_not_of(" \t") != std::string::npos) items.push_back(line);
+      if (line.find_first_not_of(" \t") == std::string::npos) continue;
+      // An item listed twice is one item: once per cycle, like every other.
+      if (seen.insert(line).second) items.push_back(line);
     }
     if (items.empty()) {
       return make_error(Code::kInvalidArgument, fmt::format("the item list {} is empty", path),

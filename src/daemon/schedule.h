@@ -44,6 +44,7 @@ class Timing {
   // The first slot strictly after `t_ms`; nullopt if there is none (a cron date that never
   // comes, such as 30 February).
   std::optional<int64_t> next_after(int64_t t_ms) const;
+  int64_t every_ms() const { return every_ms_; }  // 0 for cron
 
  private:
   int64_t every_ms_ = 0;

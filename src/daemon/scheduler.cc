@@ -77,7 +77,14 @@ Status Scheduler::recover() {
                              missed.size(), catch_up_name(s.def.catch_up)));
     if (s.def.catch_up == CatchUp::kOne) missed.erase(missed.begin(), missed.end() - 1);
     if (s.def.catch_up == CatchUp::kNone) missed.clear();
-    for (int64_t slot : missed) TRY(fire(s, slot, false));
+    for (size_t i = 0; i < missed.size(); ++i) {
+      if (i > 0 && s.def.overlap == Overlap::kSkip) {
+        // --catch-up all fires every missed slot, one after another: skip would drop them.
+        s.record.pending += static_cast<int64_t>(missed.size() - i);
+        break;
+      }
+      TRY(fire(s, missed[i], false));
+    }
     TRY(advance(s, now));
   }
   arm();
@@ -188,6 +195,11 @@ Status Scheduler::set_paused(const std::string& name, bool paused) {
   s->record.paused = paused;
   // Resuming does not make up for the paused time: the next slot is the next one from now.
   if (!paused) TRY(advance(*s, clock_.now_ms()));
+  // A firing held behind a run that finished while paused goes now.
+  if (!paused && s->active.empty() && s->record.pending > 0) {
+    --s->record.pending;
+    TRY(fire(*s, forced_slot(), true));
+  }
   TRY(save(*s));
   record(name, paused ? "paused" : "resumed");
   arm();
@@ -211,7 +223,7 @@ Result<std::vector<int64_t>> Scheduler::run_now(const std::string& name) {
   if (!s) return std::unexpected(not_found(name));
   TRY(committer_.write());
   std::vector<int64_t> ids;
-  TRY(fire(*s, clock_.now_ms(), true, &ids));
+  TRY(fire(*s, forced_slot(), true, &ids));
   TRY(save(*s));
   return ids;
 }
@@ -333,16 +345,24 @@ void Scheduler::on_task_finished(int64_t task, TaskState) {
   s->active.erase(task);
   // --overlap queue: a held firing starts once the previous one has finished (in a turn of
   // its own, not inside the engine's transition).
-  if (s->active.empty() && s->record.pending > 0) {
+  if (s->active.empty() && s->record.pending > 0 && !s->record.paused) {
     asio::post(io_, [this, name = s->record.name] {
       Live* s = find(name);
       if (!s || !s->active.empty() || s->record.pending == 0) return;
+      if (s->record.paused) return;
       --s->record.pending;
       Status r = committer_.write();
-      if (r) r = fire(*s, clock_.now_ms(), true);
+      if (r) r = fire(*s, forced_slot(), true);
       if (!r) spdlog::error("schedule {}: {}", name, r.error().message);
     });
   }
+}
+
+// Firings outside the slots (run now, held firings) are keyed by negative, increasing times,
+// so that they never collide with a slot nor with each other.
+int64_t Scheduler::forced_slot() {
+  last_forced_ = std::max(clock_.now_ms(), last_forced_ + 1);
+  return -last_forced_;
 }
 
 Status Scheduler::save(const Live& s) { return store_.put_schedule(s.record); }

@@ -58,6 +58,7 @@ class Scheduler {
   Status fire(Live& s, int64_t slot_ms, bool forced, std::vector<int64_t>* ids = nullptr);
   Status advance(Live& s, int64_t after_ms);
   Status save(const Live& s);
+  int64_t forced_slot();
   void record(const std::string& name, const std::string& detail);
   nlohmann::json view(const Live& s) const;
   Live* find(const std::string& name);
@@ -71,6 +72,7 @@ class Scheduler {
   std::unordered_map<int64_t, std::string> task_schedule_;  // unfinished task -> schedule
   boost::asio::steady_timer timer_;
   std::mt19937_64 rng_;
+  int64_t last_forced_ = 0;
 };
 
 }  // namespace rota

@@ -151,6 +151,12 @@ Status SqliteStore::migrate() {
 Status SqliteStore::begin() { return db_->exec("BEGIN IMMEDIATE"); }
 Status SqliteStore::commit() { return db_->exec("COMMIT"); }
 void SqliteStore::rollback() { (void)db_->exec("ROLLBACK"); }
+Status SqliteStore::savepoint() { return db_->exec("SAVEPOINT op"); }
+Status SqliteStore::release_savepoint() { return db_->exec("RELEASE op"); }
+void SqliteStore::rollback_to_savepoint() {
+  (void)db_->exec("ROLLBACK TO op");
+  (void)db_->exec("RELEASE op");
+}
 
 Result<int64_t> SqliteStore::intern_env(const Env& env) {
   std::string vars = json(env).dump();

@@ -26,6 +26,9 @@ class SqliteStore final : public Store {
   Status begin() override;
   Status commit() override;
   void rollback() override;
+  Status savepoint() override;
+  Status release_savepoint() override;
+  void rollback_to_savepoint() override;
 
   Result<int64_t> intern_env(const Env& env) override;
   Result<Env> get_env(int64_t env_id) override;

@@ -127,6 +127,11 @@ class Store {
   virtual Status begin() = 0;
   virtual Status commit() = 0;
   virtual void rollback() = 0;
+  // A nested point inside the open transaction: an operation that fails half-way rolls back to
+  // it, so that the turn's other writes still commit and nothing half-done does.
+  virtual Status savepoint() = 0;
+  virtual Status release_savepoint() = 0;
+  virtual void rollback_to_savepoint() = 0;
 
   // Stores an environment once and returns its id; equal environments share one id.
   virtual Result<int64_t> intern_env(const Env& env) = 0;

@@ -89,8 +89,8 @@ int run_isolated(const std::string& isolation_json, const std::string& worktree_
       fmt::print(stderr, "rota: pruning the stale worktree {}\n", dir);
       remove_worktree(isolation->repo, dir);
     }
-    if (int rc = git({"-C", isolation->repo, "worktree", "add", "--detach", "--quiet", dir,
-                      isolation->ref});
+    if (int rc = git(
+            {"-C", isolation->repo, "worktree", "add", "--detach", "--quiet", dir, isolation->ref});
         rc != 0) {
       fmt::print(stderr, "rota: git worktree add {} {} failed (exit {})\n", dir, isolation->ref,
                  rc);
