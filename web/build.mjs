@@ -15,5 +15,6 @@ await esbuild.build({
   legalComments: "none",
   logLevel: "warning",
 });
-await copyFile("index.html", "dist/index.html");
 await copyFile("favicon.svg", "dist/assets/favicon.svg");
+// Last: scripts/build-web compares the sources with this file's time.
+await copyFile("index.html", "dist/index.html");

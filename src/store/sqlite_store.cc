@@ -304,15 +304,18 @@ Result<std::optional<Task>> SqliteStore::get_task(int64_t id) {
 }
 
 Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
-  static const std::string sql = fmt::format(
-      "SELECT {} FROM tasks WHERE id > ?1 AND (?2 IS NULL OR state = ?2) "
-      "AND (?3 IS NULL OR queue = ?3) "
-      "AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5) "
-      "ORDER BY id LIMIT ?6",
-      kTaskColumns);
-  auto stmt = db_->prepare(sql.c_str());
+  constexpr const char* kWhere =
+      "(?2 IS NULL OR state = ?2) AND (?3 IS NULL OR queue = ?3) "
+      "AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5)";
+  static const std::string oldest_first = fmt::format(
+      "SELECT {} FROM tasks WHERE id > ?1 AND {} ORDER BY id LIMIT ?6", kTaskColumns, kWhere);
+  static const std::string newest_first =
+      fmt::format("SELECT {} FROM tasks WHERE (?1 = 0 OR id < ?1) AND {} ORDER BY id DESC LIMIT ?6",
+                  kTaskColumns, kWhere);
+  bool newest = f.order == TaskFilter::Order::kNewestFirst;
+  auto stmt = db_->prepare(newest ? newest_first.c_str() : oldest_first.c_str());
   if (!stmt) return std::unexpected(stmt.error());
-  stmt->bind(1, f.after_id);
+  stmt->bind(1, newest ? f.before_id : f.after_id);
   if (f.state) stmt->bind(2, state_name(*f.state));
   if (!f.queue.empty()) stmt->bind(3, f.queue);
   if (f.label) stmt->bind(4, f.label->first).bind(5, f.label->second);

@@ -26,6 +26,9 @@ struct TaskFilter {
   std::optional<std::pair<std::string, std::string>> label;
   int64_t after_id = 0;  // keyset pagination: ids greater than this, ascending
   int limit = 1000;
+  // kNewestFirst: descending ids, below `before_id` (0: from the newest); after_id is ignored.
+  enum class Order { kOldestFirst, kNewestFirst } order = Order::kOldestFirst;
+  int64_t before_id = 0;
 };
 
 struct NewTask {
