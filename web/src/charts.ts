@@ -22,6 +22,7 @@ function alpha(color: string, a: number): string {
 export class Chart {
   private plot: uPlot | null = null;
   private data: uPlot.AlignedData = [[]];
+  private xRange: [number, number] = [0, 1];
   private readonly observer: ResizeObserver;
   private theme = "";
 
@@ -45,7 +46,7 @@ export class Chart {
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false }, points: { size: 6 } },
       scales: {
-        x: { time: true },
+        x: { time: true, range: () => this.xRange },
         y: {
           range: (_u, _min, max) => [0, Math.max(this.opts.yMax ?? 0, max * 1.15, unit === "%" ? 5 : 1)],
         },
@@ -79,8 +80,10 @@ export class Chart {
     this.plot = new uPlot(opts, this.data, this.element);
   }
 
-  set(data: uPlot.AlignedData): void {
+  // `data[0]` is in seconds; the x axis spans [from, to] (ms) whatever the data covers.
+  set(data: uPlot.AlignedData, from: number, to: number): void {
     this.data = data;
+    this.xRange = [from / 1000, to / 1000];
     const theme = document.documentElement.dataset.theme ?? "";
     if (!this.plot || theme !== this.theme) {
       this.theme = theme;

@@ -135,5 +135,6 @@ export function toast(message: string, tone: "ok" | "bad" = "ok"): void {
   }
   const t = h("div", { class: `toast tone-${tone}` }, message);
   box.appendChild(t);
+  while (box.children.length > 3) box.firstElementChild!.remove();
   window.setTimeout(() => t.remove(), tone === "bad" ? 8000 : 4000);
 }

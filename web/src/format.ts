@@ -4,6 +4,7 @@ import type { Command, TaskState, WorkerState } from "./types";
 
 export function duration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined || !isFinite(ms)) return "–";
+  if (ms === 0) return "0ms";
   if (ms < 1) return `${ms.toFixed(2)}ms`;
   if (ms < 1000) return `${Math.round(ms)}ms`;
   const s = ms / 1000;
@@ -22,7 +23,7 @@ export function count(n: number | null | undefined): string {
 }
 
 export function rate(n: number): string {
-  if (n === 0) return "0";
+  if (Number.isInteger(n)) return n.toLocaleString("en-US");
   if (n < 10) return n.toFixed(1);
   return Math.round(n).toLocaleString("en-US");
 }

@@ -98,8 +98,9 @@ async function poll(): Promise<void> {
   }
 }
 
-// Polls now (after an action, so that its effect shows at once).
+// Polls now, stats and findings too (after an action, so that its effect shows at once).
 export function refresh(): Promise<void> {
+  lastStats = 0;
   return poll();
 }
 

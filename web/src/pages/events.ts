@@ -61,12 +61,15 @@ export function eventsPage(): Page {
     [
       { title: "id", class: "num", render: (e) => String(e.id) },
       { title: "time", class: "num", render: (e) => fmt.time(e.at) },
-      { title: "kind", render: (e) => pill(e.kind, tone(e)) },
+      { title: "kind", render: (e) => h("span", { class: `kind tone-${tone(e)}` }, e.kind) },
       { title: "task", class: "num", render: (e) => (e.task ? link(`/tasks/${e.task}`, `#${e.task}`) : "") },
       { title: "worker", class: "num", render: (e) => (e.worker ? String(e.worker) : "") },
       {
         title: "change",
-        render: (e) => (e.from || e.to ? [e.from ?? "", e.from && e.to ? " → " : "", e.to ?? ""].join("") : ""),
+        render: (e) => {
+          const tone = e.kind === "worker" ? fmt.workerTone : fmt.taskTone;
+          return [e.from ? pill(e.from, tone(e.from)) : "", e.from && e.to ? " → " : "", e.to ? pill(e.to, tone(e.to)) : ""];
+        },
       },
       { title: "detail", class: "wrap", render: (e) => e.detail },
     ],

@@ -68,6 +68,7 @@ export function overviewPage(): Page {
   const healthBar = h("div", { class: "healthbar" });
   const healthLegend = h("div", { class: "legend" });
   const poolLine = h("div", { class: "sub" });
+  const poolFigures = h("div", { class: "figures" });
 
   const queueTable = new KeyedTable<Queue>(
     [
@@ -125,6 +126,7 @@ export function overviewPage(): Page {
         h("header", null, h("h2", null, link("/workers", "Workers")), poolLine),
         healthBar,
         healthLegend,
+        poolFigures,
       ),
       h(
         "section",
@@ -148,9 +150,9 @@ export function overviewPage(): Page {
     for (const s of TASK_STATES) setText(tiles.get(s)!, st ? fmt.count(st.tasks[s]) : "–");
 
     const [t, ok, bad, rate] = model.throughput.series(now, windowMs);
-    throughput.set([t, ok, bad]);
-    failureRate.set([t, rate]);
-    depth.set(model.depth.series(now, windowMs));
+    throughput.set([t, ok, bad], now - windowMs, now);
+    failureRate.set([t, rate], now - windowMs, now);
+    depth.set(model.depth.series(now, windowMs), now - windowMs, now);
     const pm = model.throughput.perMinute(now);
     setText(rateNow, `last minute: ${fmt.rate(pm.ok)} succeeded, ${fmt.rate(pm.failed)} failed per min`);
 
@@ -191,6 +193,22 @@ export function overviewPage(): Page {
         (auto ? ` · autoscaling ${auto.min}–${auto.max}` : "") +
         (model.health?.pool.state === "degraded" ? " · degraded" : ""),
     );
+    const ws = model.workers;
+    const busy = ws.filter((w) => w.state === "working" || w.state === "slow").length;
+    const restarts = ws.reduce((n, w) => n + w.restarts, 0);
+    const oldest = Math.max(0, ...ws.map((w) => w.heartbeat_age_ms ?? 0));
+    const lag = model.health?.loop_lag_ms;
+    const figures: [string, string][] = [
+      ["busy", `${busy} of ${total}`],
+      ["restarts", fmt.count(restarts)],
+      ["oldest heartbeat", ws.length ? fmt.duration(oldest) : "–"],
+      ["loop lag", lag === undefined ? "–" : fmt.duration(lag)],
+    ];
+    const figSig = JSON.stringify([figures[0], figures[1], Math.round(oldest / 250), lag]);
+    if (poolFigures.dataset.sig !== figSig) {
+      poolFigures.dataset.sig = figSig;
+      replace(poolFigures, figures.map(([k, v]) => h("div", null, h("span", { class: "sub" }, k), h("b", null, v))));
+    }
     if (healthBar.dataset.sig === sig) return;
     healthBar.dataset.sig = sig;
     replace(

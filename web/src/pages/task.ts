@@ -153,7 +153,7 @@ export function taskPage(route: Route): Page {
     replace(statePill, pill(t.state, fmt.taskTone(t.state)));
     setText(command, `${fmt.commandText(t.command)}`);
     const terminal = TERMINAL.has(t.state);
-    retryButton.hidden = !terminal;
+    retryButton.hidden = !terminal || t.state === "succeeded";
     cancelButton.hidden = terminal;
     const sig = JSON.stringify([t, Math.floor(Date.now() / 1000)]);
     if (facts.dataset.sig !== sig) {

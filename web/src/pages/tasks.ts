@@ -10,6 +10,8 @@ import type { Page, Route } from "../page";
 import { TASK_STATES, type Task } from "../types";
 
 const PAGE = 500;
+const RETRYABLE = new Set(["failed", "cancelled", "skipped"]);
+const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped"]);
 const RELOAD_MS = 300;
 
 export function tasksPage(route: Route): Page {
@@ -60,11 +62,12 @@ export function tasksPage(route: Route): Page {
   });
 
   const selectionBar = h("div", { class: "selection" });
+  const selectionCount = h("span", { class: "sub" });
   const retrySelected: HTMLButtonElement = h(
     "button",
     {
       onclick: () => {
-        const ids = [...selected];
+        const ids = selectedWhere((t) => RETRYABLE.has(t.state));
         void act(retrySelected, () => api.post<{ retried: number[] }>("/v1/tasks/retry", { ids }), (r) => {
           selected.clear();
           scheduleReload(0);
@@ -79,7 +82,7 @@ export function tasksPage(route: Route): Page {
     {
       class: "danger",
       onclick: () => {
-        const ids = [...selected];
+        const ids = selectedWhere((t) => !FINISHED.has(t.state));
         if (!confirm(`Cancel ${ids.length} tasks? Running ones are killed.`)) return;
         void act(cancelSelected, () => api.post<{ cancelled: number[] }>("/v1/tasks/cancel", { ids }), (r) => {
           selected.clear();
@@ -207,12 +210,21 @@ export function tasksPage(route: Route): Page {
     });
   }
 
+  // The selected tasks an action applies to (retry: finished badly; cancel: unfinished).
+  function selectedWhere(applies: (t: Task) => boolean): number[] {
+    return tasks.filter((t) => selected.has(t.id) && applies(t)).map((t) => t.id);
+  }
+
   function drawSelection(): void {
-    const n = selected.size;
-    retrySelected.textContent = `Retry ${n} selected`;
-    cancelSelected.textContent = `Cancel ${n} selected`;
-    if (n === 0) selectionBar.replaceChildren();
-    else if (!selectionBar.firstChild) selectionBar.replaceChildren(retrySelected, cancelSelected);
+    const retry = selectedWhere((t) => RETRYABLE.has(t.state)).length;
+    const cancel = selectedWhere((t) => !FINISHED.has(t.state)).length;
+    retrySelected.textContent = `Retry ${retry}`;
+    retrySelected.hidden = retry === 0;
+    cancelSelected.textContent = `Cancel ${cancel}`;
+    cancelSelected.hidden = cancel === 0;
+    setText(selectionCount, `${selected.size} selected`);
+    if (selected.size === 0) selectionBar.replaceChildren();
+    else if (!selectionBar.firstChild) selectionBar.replaceChildren(selectionCount, retrySelected, cancelSelected);
     const visible = shown();
     allBox.checked = visible.length > 0 && visible.every((t) => selected.has(t.id));
   }
