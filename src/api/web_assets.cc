@@ -16,8 +16,8 @@ pre{padding:.8em 1em}</style></head><body>
 <h1>rota's web dashboard was not built</h1>
 <p>This rota binary was built without its web dashboard: Node.js and npm were missing on the
 build machine, or the dashboard's build failed. The API under <code>/v1</code> works as usual.</p>
-<p>To build it, install Node.js (20 or later) and npm, then build rota again from its source:</p>
-<pre>sudo apt-get install nodejs npm   # or any Node.js 20+
+<p>To build it, install Node.js (18 or later) and npm, then build rota again from its source:</p>
+<pre>sudo apt-get install nodejs npm   # or any Node.js 18+
 make                              # runs scripts/build-web, then embeds web/dist</pre>
 </body></html>
 )";
