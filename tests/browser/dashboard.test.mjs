@@ -212,4 +212,30 @@ describe("the dashboard", () => {
     await screenshot(page, "overview");
     await notReloaded();
   });
+
+  // When the daemon restarts, the page reconnects by itself and goes on showing what happens.
+  it("keeps following the daemon across a restart", async () => {
+    await nav("/tasks");
+    await rota.restart(3);
+    const id = await rota.add("echo after the restart");
+    await row(id).locator(".pill", { hasText: "succeeded" }).waitFor();
+    await page.locator("header.top .link-state.live").waitFor();
+    await nav("/events");
+    await page.locator(`main tbody tr:has(a[href="/tasks/${id}"]) .pill`, { hasText: "succeeded" }).waitFor();
+    await notReloaded();
+  });
+
+  // The dark theme follows the system's preference; the charts take its colours.
+  it("follows the system's dark theme", async () => {
+    await nav("/");
+    await page.emulateMedia({ colorScheme: "dark" });
+    await until(async () => (await page.evaluate(() => document.documentElement.dataset.theme)) === "dark", "the dark theme");
+    await page.locator(".charts .uplot").first().waitFor();
+    await screenshot(page, "overview-dark");
+    await nav("/tasks");
+    await page.selectOption("select[name=queue]", "");
+    await page.locator("main tbody tr[data-key]").first().waitFor();
+    await screenshot(page, "tasks-dark");
+    await notReloaded();
+  });
 });

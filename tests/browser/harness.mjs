@@ -52,6 +52,11 @@ export class Rota {
     return stdout;
   }
 
+  // `rota daemon restart`: workers keep their tasks; the listener comes back on the same port.
+  async restart(workers) {
+    await this.cli("daemon", "restart", "--workers", workers, "--listen", `127.0.0.1:${this.port}`);
+  }
+
   async json(...args) {
     return JSON.parse(await this.cli(...args, "--json"));
   }

@@ -273,6 +273,7 @@ function render(): void {
   }
   for (const [href, { a }] of navLinks) a.classList.toggle("active", href === section);
   document.title = `${current.title} · rota`;
+  live.need(current.needs ?? []);
   replace(main, current.element);
   drawShell();
   current.update();

@@ -7,7 +7,9 @@ import { Depth, Throughput } from "./series";
 import type { Analysis, Health, Queue, RotaEvent, Stats, Status, Worker } from "./types";
 
 const POLL_MS = 1500;
-const STATS_MS = 5000;
+// Stats and findings read every attempt of the last hour, which costs the daemon more: only
+// while a page shows them, and less often.
+const STATS_MS = 10_000;
 const KEEP_EVENTS = 2000;
 // Events arrive in bursts while tasks finish fast: refresh at most this often because of them.
 const EVENT_REFRESH_MS = 400;
@@ -60,18 +62,30 @@ let pollAgain = false;
 let lastStats = 0;
 let lastEventRefresh = 0;
 
+export type Extra = "stats" | "analysis";
+let needs = new Set<Extra>();
+
+// What the page on show needs besides the basics; fetched at once if it was not there.
+export function need(extras: Extra[]): void {
+  const fresh = extras.some((e) => !needs.has(e));
+  needs = new Set(extras);
+  if (fresh) void refresh();
+}
+
 async function pollOnce(): Promise<void> {
   const now = Date.now();
-  const wantStats = now - lastStats >= STATS_MS;
+  const due = now - lastStats >= STATS_MS;
+  const wantStats = due && needs.has("stats");
+  const wantAnalysis = due && needs.has("analysis");
   const [status, workers, queues, health, stats, analysis] = await Promise.all([
     api.get<Status>("/v1/status"),
     api.get<Worker[]>("/v1/workers"),
     api.get<Queue[]>("/v1/queues"),
     api.get<Health>("/v1/health"),
     wantStats ? api.get<Stats>("/v1/stats?since=1h&by=queue") : Promise.resolve(model.stats),
-    wantStats ? api.get<Analysis>("/v1/analyze") : Promise.resolve(model.analysis),
+    wantAnalysis ? api.get<Analysis>("/v1/analyze") : Promise.resolve(model.analysis),
   ]);
-  if (wantStats) lastStats = now;
+  if (wantStats || wantAnalysis) lastStats = now;
   Object.assign(model, { status, workers, queues, health, stats, analysis, error: null });
   const t = status.tasks;
   model.depth.add(now, t.queued, t.running, t.waiting + t.scheduled);

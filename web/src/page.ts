@@ -6,6 +6,8 @@ export interface Page {
   // Redraw from the model (called after every poll and event batch).
   update(): void;
   destroy?(): void;
+  // What it shows that costs more to fetch: polled only while it is on show.
+  needs?: ("stats" | "analysis")[];
 }
 
 export interface Route {

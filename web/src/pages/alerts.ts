@@ -56,6 +56,7 @@ export function alertsPage(): Page {
   return {
     title: "Alerts",
     element,
+    needs: ["analysis"],
     update() {
       const alerts = [...(model.health?.alerts_last_hour ?? [])].reverse();
       table.update(alerts);

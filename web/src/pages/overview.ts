@@ -232,6 +232,7 @@ export function overviewPage(): Page {
   return {
     title: "Overview",
     element,
+    needs: ["stats", "analysis"],
     update,
     destroy() {
       throughput.destroy();

@@ -12,7 +12,9 @@ import { TASK_STATES, type Task } from "../types";
 const PAGE = 500;
 const RETRYABLE = new Set(["failed", "cancelled", "skipped"]);
 const FINISHED = new Set(["succeeded", "failed", "cancelled", "skipped"]);
-const RELOAD_MS = 300;
+// Reload soon after a change, but at most once a second while tasks keep changing.
+const RELOAD_MS = 150;
+const RELOAD_EVERY_MS = 1000;
 
 export function tasksPage(route: Route): Page {
   const filter = {
@@ -25,6 +27,7 @@ export function tasksPage(route: Route): Page {
   let loadedSig = "";
   let loading = 0;
   let reloadTimer: number | undefined;
+  let lastLoad = 0;
   const selected = new Set<number>();
 
   // ---- the filter bar ----
@@ -187,6 +190,7 @@ export function tasksPage(route: Route): Page {
   );
 
   function outcome(t: Task): HTMLElement | string {
+    if (t.state === "cancelled" || t.state === "skipped") return h("span", { class: "sub", title: t.error ?? "" }, t.error ?? t.state);
     if (t.error) return h("span", { class: "bad-text", title: t.error }, t.error);
     if (t.signal !== null) return h("span", { class: "bad-text" }, `signal ${t.signal}`);
     if (t.exit_code !== null) return h("span", { class: t.exit_code === 0 ? "" : "bad-text" }, `exit ${t.exit_code}`);
@@ -287,13 +291,15 @@ export function tasksPage(route: Route): Page {
     }
   }
 
-  function scheduleReload(delay = RELOAD_MS): void {
-    if (reloadTimer !== undefined && delay > 0) return;
+  function scheduleReload(delay?: number): void {
+    if (reloadTimer !== undefined && delay !== 0) return;
     window.clearTimeout(reloadTimer);
+    const wait = delay ?? Math.max(RELOAD_MS, lastLoad + RELOAD_EVERY_MS - Date.now());
     reloadTimer = window.setTimeout(() => {
       reloadTimer = undefined;
+      lastLoad = Date.now();
       void load();
-    }, delay);
+    }, wait);
   }
 
   // New tasks make no events: the counts tell when the list may have changed.
