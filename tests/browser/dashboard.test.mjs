@@ -175,8 +175,9 @@ describe("the dashboard", () => {
     await notReloaded();
   });
 
-  // A paused queue starts nothing new; once resumed, what waited in it runs.
-  it("pauses and resumes a queue", async () => {
+  // A paused queue starts nothing new; once resumed, what waited in it runs. Its limit is set
+  // from the same row.
+  it("pauses and resumes a queue, and limits it", async () => {
     const first = await rota.add("true", "--queue", "reports");
     await rota.cli("wait", first);
     await nav("/queues");
@@ -194,6 +195,10 @@ describe("the dashboard", () => {
     await reports.locator(".pill", { hasText: "active" }).waitFor();
     await reports.locator("td:nth-child(6)", { hasText: /^2$/ }).waitFor(); // succeeded: 2
     assert.equal((await rota.json("show", held)).state, "succeeded");
+
+    await reports.locator("input[type=number]").fill("2");
+    await reports.locator("button:text-is('Set')").click();
+    await until(async () => (await rota.json("queue", "list")).find((q) => q.name === "reports").limit === 2, "limit 2 on reports");
     await notReloaded();
   });
 
