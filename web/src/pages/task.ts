@@ -90,7 +90,7 @@ export function taskPage(route: Route): Page {
     logBusy = true;
     try {
       if (task.attempts !== logAttempts) {
-        // A new attempt writes the log afresh.
+        // A new attempt: read the tail again rather than trust an offset into an older log.
         logAttempts = task.attempts;
         logEnd = null;
         logText = "";
