@@ -37,8 +37,13 @@ export class Rota {
     r.tag = `${process.pid}-${Math.random().toString(16).slice(2)}`;
     r.port = await freePort();
     r.url = `http://127.0.0.1:${r.port}`;
-    await r.cli("daemon", "start", "--workers", workers, "--listen", `127.0.0.1:${r.port}`);
-    r.token = readFileSync(join(r.home, "token"), "utf8").trim();
+    try {
+      await r.cli("daemon", "start", "--workers", workers, "--listen", `127.0.0.1:${r.port}`);
+      r.token = readFileSync(join(r.home, "token"), "utf8").trim();
+    } catch (e) {
+      await r.stop(); // no daemon or home left behind by a start that failed half-way
+      throw e;
+    }
     return r;
   }
 
