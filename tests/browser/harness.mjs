@@ -148,5 +148,6 @@ export async function until(f, what, timeout = TIMEOUT) {
 
 export async function screenshot(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.evaluate(() => document.getElementById("toasts")?.replaceChildren()); // they pass anyway
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
