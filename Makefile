@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTA_WERROR=ON
 SOURCES = $(shell git ls-files 'src/*.cc' 'src/*.h' 'clients/*.h' 2>/dev/null)
 
-.PHONY: all deps build demo test unit integration format format-check bench clean
+.PHONY: all deps build demo test unit integration browser format format-check bench clean
 
 all: build
 
@@ -14,7 +14,9 @@ deps:
 $(BUILD)/Makefile: CMakeLists.txt | deps
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 
+# scripts/build-web builds the dashboard (web/dist) when Node.js is there; cmake embeds it.
 build: deps $(BUILD)/Makefile
+	@scripts/build-web
 	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
 demo: build
@@ -32,7 +34,12 @@ unit: build
 integration: build
 	@ROTA_BIN=$(CURDIR)/$(BUILD)/rota /usr/bin/python3 -m pytest -q tests/integration
 
-test: format-check unit integration
+# The dashboard in Chromium (playwright-core), against a real daemon; screenshots in $(BUILD)/screenshots.
+browser: build
+	@scripts/install-deps browser
+	@ROTA_BIN=$(CURDIR)/$(BUILD)/rota SCREENSHOTS=$(CURDIR)/$(BUILD)/screenshots tests/browser/run
+
+test: format-check unit integration browser
 
 bench: build
 	@scripts/install-deps bench

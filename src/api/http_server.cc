@@ -16,6 +16,8 @@
 #include <deque>
 #include <nlohmann/json.hpp>
 
+#include "api/web_assets.h"
+
 namespace rota {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -112,6 +114,11 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
       return write(error_response(
           {Code::kInvalidArgument, "malformed URL: a %-escape is not two hex digits", {}}));
     }
+    // The dashboard's files hold no data: served to anyone who can connect, token or not.
+    if (is_web_request(request.method, request.path)) {
+      auto etag = req[http::field::if_none_match];
+      return write(serve_web(embedded_web_assets(), request.path, {etag.data(), etag.size()}));
+    }
     auto authorization = req[http::field::authorization];
     if (!authorized(request, std::string_view(authorization.data(), authorization.size()))) {
       return write(error_response({Code::kUnauthorized,
@@ -137,6 +144,7 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
         static_cast<http::status>(r.status), 11);
     res->set(http::field::server, "rota");
     res->set(http::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res->set(name, value);
     if (r.status == 401) res->set(http::field::www_authenticate, "Bearer");
     res->keep_alive(keep_alive_);
     res->body() = std::move(r.body);

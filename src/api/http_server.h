@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -32,6 +33,7 @@ struct HttpResponse {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;  // more headers, as is
   // If set, the response is streamed: headers now, then whatever `stream` sends, until the
   // client closes (server-sent events).
   std::function<void(StreamSend)> stream;

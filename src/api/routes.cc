@@ -243,9 +243,16 @@ void list(ApiContext& c, const HttpRequest& req, Responder respond) {
   try {
     if (auto it = q.find("after"); it != q.end()) f.after_id = std::stoll(it->second);
     if (auto it = q.find("batch"); it != q.end()) f.batch_id = std::stoll(it->second);
+    if (auto it = q.find("before"); it != q.end()) f.before_id = std::stoll(it->second);
     if (auto it = q.find("limit"); it != q.end()) f.limit = std::stoi(it->second);
   } catch (const std::exception&) {
-    return fail({Code::kInvalidArgument, "after and limit must be numbers", "limit"});
+    return fail({Code::kInvalidArgument, "after, before and limit must be numbers", "limit"});
+  }
+  if (auto it = q.find("order"); it != q.end() && it->second != "asc") {
+    if (it->second != "desc") {
+      return fail({Code::kInvalidArgument, "order: expected asc or desc", "order"});
+    }
+    f.order = TaskFilter::Order::kNewestFirst;
   }
   f.limit = std::clamp(f.limit, 1, 10'000);
   auto tasks = c.store.list_tasks(f);
@@ -281,10 +288,25 @@ void log(ApiContext& c, const HttpRequest& req, Responder respond) {
     return respond(
         error_response({Code::kNotFound, fmt::format("task {} does not exist", *id), {}}));
   }
-  std::ifstream in(fmt::format("{}/{}.log", c.logs_dir, *id), std::ios::binary);
+  // ?offset=N: from byte N on; a negative N: the last -N bytes. X-Log-End says where the
+  // next read should start.
+  int64_t offset = 0;
+  if (auto it = req.query.find("offset"); it != req.query.end()) {
+    auto [p, ec] =
+        std::from_chars(it->second.data(), it->second.data() + it->second.size(), offset);
+    if (ec != std::errc() || p != it->second.data() + it->second.size()) {
+      return respond(
+          error_response({Code::kInvalidArgument, "offset: expected a number", "offset"}));
+    }
+  }
+  std::ifstream in(fmt::format("{}/{}.log", c.logs_dir, *id), std::ios::binary | std::ios::ate);
+  int64_t size = in ? static_cast<int64_t>(in.tellg()) : 0;
+  int64_t start = offset < 0 ? std::max<int64_t>(0, size + offset) : std::min(offset, size);
   std::ostringstream body;
-  body << in.rdbuf();
-  respond(HttpResponse{200, body.str(), "text/plain; charset=utf-8"});
+  if (in && in.seekg(start)) body << in.rdbuf();
+  HttpResponse r{200, body.str(), "text/plain; charset=utf-8"};
+  r.headers.emplace_back("X-Log-End", std::to_string(start + static_cast<int64_t>(r.body.size())));
+  respond(std::move(r));
 }
 
 void cancel(ApiContext& c, const HttpRequest& req, Responder respond) {

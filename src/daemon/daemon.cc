@@ -237,7 +237,8 @@ int run_daemon(const DaemonOptions& o) {
                  .loop_lag_ms = [&] { return loop_lag_ms; }};
   add_routes(router, api);
   HttpServer server(io, router);
-  if (auto r = server.listen_unix(home.socket); !r) return fail(r.error());
+  // The unix socket last: `rota daemon start` returns once it accepts, and by then the token
+  // and the TCP listener must be there.
   auto token = ensure_token(home.dir + "/token");
   if (!token) return fail(token.error());
   if (!config->listen.empty()) {
@@ -246,6 +247,7 @@ int run_daemon(const DaemonOptions& o) {
     }
     spdlog::info("listening on http://{} (token in {}/token)", config->listen, home.dir);
   }
+  if (auto r = server.listen_unix(home.socket); !r) return fail(r.error());
 
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int) {

@@ -342,24 +342,28 @@ Result<std::optional<Task>> SqliteStore::get_task(int64_t id) {
 }
 
 Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
-  // One statement per index: the whole table, a batch, or a schedule's tasks.
-  constexpr const char* kFilters =
-      "id > ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR queue = ?3) "
-      "AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5) ";
-  static const std::string all =
-      fmt::format("SELECT {} FROM tasks WHERE {} ORDER BY id LIMIT ?6", kTaskColumns, kFilters);
-  static const std::string by_batch =
-      fmt::format("SELECT {} FROM tasks WHERE batch_id = ?7 AND {} ORDER BY id LIMIT ?6",
-                  kTaskColumns, kFilters);
-  static const std::string by_schedule =
-      fmt::format("SELECT {} FROM tasks WHERE schedule = ?7 AND {} ORDER BY id LIMIT ?6",
-                  kTaskColumns, kFilters);
-  const std::string& sql = f.batch_id ? by_batch : !f.schedule.empty() ? by_schedule : all;
-  auto stmt = db_->prepare(sql.c_str());
+  // One statement per index (the whole table, a batch, or a schedule's tasks) and order.
+  static constexpr const char* kWhere =
+      "(?2 IS NULL OR state = ?2) AND (?3 IS NULL OR queue = ?3) "
+      "AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5)";
+  auto sql = [](const char* scope, bool newest) {
+    return fmt::format("SELECT {} FROM tasks WHERE {}{} AND {} ORDER BY id{} LIMIT ?6",
+                       kTaskColumns, scope, newest ? "(?1 = 0 OR id < ?1)" : "id > ?1", kWhere,
+                       newest ? " DESC" : "");
+  };
+  static const std::array<std::string, 6> statements = {sql("", false),
+                                                        sql("", true),
+                                                        sql("batch_id = ?7 AND ", false),
+                                                        sql("batch_id = ?7 AND ", true),
+                                                        sql("schedule = ?7 AND ", false),
+                                                        sql("schedule = ?7 AND ", true)};
+  bool newest = f.order == TaskFilter::Order::kNewestFirst;
+  int scope = f.batch_id ? 1 : !f.schedule.empty() ? 2 : 0;
+  auto stmt = db_->prepare(statements[scope * 2 + (newest ? 1 : 0)].c_str());
   if (!stmt) return std::unexpected(stmt.error());
   if (f.batch_id) stmt->bind(7, f.batch_id);
   if (!f.batch_id && !f.schedule.empty()) stmt->bind(7, f.schedule);
-  stmt->bind(1, f.after_id);
+  stmt->bind(1, newest ? f.before_id : f.after_id);
   if (f.state) stmt->bind(2, state_name(*f.state));
   if (!f.queue.empty()) stmt->bind(3, f.queue);
   if (f.label) stmt->bind(4, f.label->first).bind(5, f.label->second);

@@ -211,5 +211,27 @@ TEST_F(SqliteStoreTest, ListPagesByKeyset) {
   EXPECT_EQ(seen, 25);
 }
 
+// Newest first pages backwards from the newest task, by `before_id`, with the same filters.
+TEST_F(SqliteStoreTest, ListNewestFirst) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows(5, task("default", 0));
+  rows.push_back(task("other", 0));
+  ASSERT_TRUE(store->insert_tasks(rows));
+  ASSERT_TRUE(store->commit());
+  TaskFilter f{.queue = "default", .limit = 3, .order = TaskFilter::Order::kNewestFirst};
+  auto page = store->list_tasks(f);
+  ASSERT_TRUE(page);
+  std::vector<int64_t> ids;
+  for (const Task& t : *page) ids.push_back(t.id);
+  EXPECT_EQ(ids, (std::vector<int64_t>{5, 4, 3}));
+  f.before_id = 3;
+  page = store->list_tasks(f);
+  ASSERT_TRUE(page);
+  ids.clear();
+  for (const Task& t : *page) ids.push_back(t.id);
+  EXPECT_EQ(ids, (std::vector<int64_t>{2, 1}));
+}
+
 }  // namespace
 }  // namespace rota

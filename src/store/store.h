@@ -28,6 +28,9 @@ struct TaskFilter {
   std::string schedule;  // empty: any
   int64_t after_id = 0;  // keyset pagination: ids greater than this, ascending
   int limit = 1000;
+  // kNewestFirst: descending ids, below `before_id` (0: from the newest); after_id is ignored.
+  enum class Order { kOldestFirst, kNewestFirst } order = Order::kOldestFirst;
+  int64_t before_id = 0;
 };
 
 // A schedule as kept: its definition is JSON the scheduler owns; the rest is its progress.
