@@ -35,7 +35,9 @@ Result<int64_t> duration_field(const json& v, const std::string& field) {
 
 json task_to_json(const Task& t) {
   json command = {{"cwd", t.command.cwd}};
-  if (t.command.argv.empty()) {
+  if (t.command.http) {
+    command["http"] = json::parse(http_to_json(*t.command.http));
+  } else if (t.command.argv.empty()) {
     command["shell"] = t.command.shell;
   } else {
     command["argv"] = t.command.argv;
@@ -126,6 +128,10 @@ Result<TaskSpec> spec_from_json(const json& j, const TaskSpec& defaults) {
         auto d = duration_field(v, key);
         if (!d) return std::unexpected(d.error());
         spec.unique_for_ms = *d;
+      } else if (key == "http") {
+        auto http = http_from_json(v.dump());
+        if (!http) return std::unexpected(http.error());
+        spec.command.http = std::move(*http);
       } else if (key == "workdir") {
         if (v.get<std::string>() != "temp") {
           return std::unexpected(field_error(key, "the only workdir is \"temp\""));

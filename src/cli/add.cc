@@ -95,10 +95,13 @@ int add(const Globals& g, const AddFlags& f) {
   if (auto r = client.connect(); !r) return report(r.error());
   if (f.stdin_lines) return add_stdin(client, *options);
   json task = *options;
-  if (f.task.command.empty()) {
-    task["shell"] = f.task.shell;
-  } else {
-    task["argv"] = f.task.command;
+  if (!task.contains("http")) {
+    // The command: argv, or a shell line (an HTTP request is in the options already).
+    if (f.task.command.empty()) {
+      task["shell"] = f.task.shell;
+    } else {
+      task["argv"] = f.task.command;
+    }
   }
   if (!f.each.empty()) return add_each(client, g, f, std::move(task));
   auto r = client.call("POST", "/v1/tasks", task);

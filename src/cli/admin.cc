@@ -21,6 +21,7 @@
 #include "daemon/daemon.h"
 #include "daemon/systemd.h"
 #include "worker/command_worker.h"
+#include "worker/http_task.h"
 #include "worker/isolate.h"
 
 namespace rota::cli {
@@ -363,6 +364,13 @@ void add_admin_commands(CLI::App& app, Globals& g, Action& action) {
   isolate->group("");
   isolate->callback([&action, isolation, path, argv] {
     action = [isolation, path, argv] { return run_isolated(*isolation, *path, *argv); };
+  });
+  auto http_request = std::make_shared<std::string>();
+  CLI::App* http = app.add_subcommand("__http", "");  // internal: an HTTP task
+  http->add_option("--request", *http_request)->required();
+  http->group("");
+  http->callback([&action, http_request] {
+    action = [http_request] { return run_http_task(*http_request); };
   });
   worker->callback([&g, &action, wo] {
     action = [&g, wo] {

@@ -59,6 +59,9 @@ std::string colored_state(const std::string& state) {
 
 std::string command_line(const nlohmann::json& task) {
   const auto& c = task["command"];
+  if (c.contains("http")) {
+    return c["http"]["method"].get<std::string>() + " " + c["http"]["url"].get<std::string>();
+  }
   if (c.contains("shell")) return c["shell"].get<std::string>();
   std::string out;
   for (const auto& a : c["argv"]) {

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include "cli/command.h"
 #include "core/backoff.h"
 #include "core/duration.h"
@@ -54,6 +56,10 @@ void add_task_flags(CLI::App* c, TaskFlags& f) {
                 "Run in a fresh git worktree of this repository, removed afterwards");
   c->add_option("--ref", f.ref, "With --worktree: what to check out (default HEAD)");
   c->add_flag("--keep-failed", f.keep_failed, "With --worktree: keep it when the attempt fails");
+  c->add_option("--http", f.http, "An HTTP request as the task: --http POST https://...")
+      ->expected(2);
+  c->add_option("--header", f.headers, "With --http: 'Name: value' (repeatable)");
+  c->add_option("--data", f.data, "With --http: the request body, or @FILE");
 }
 
 Result<json> task_options_json(const TaskFlags& f) {
@@ -116,6 +122,27 @@ Result<json> task_options_json(const TaskFlags& f) {
     return make_error(Code::kInvalidArgument, "--ref and --keep-failed go with --worktree REPO",
                       "--worktree");
   }
+  if ((!f.headers.empty() || !f.data.empty()) && f.http.empty()) {
+    return make_error(Code::kInvalidArgument, "--header and --data go with --http METHOD URL",
+                      "--http");
+  }
+  if (!f.http.empty()) {
+    if (!f.command.empty() || !f.shell.empty()) {
+      return make_error(Code::kInvalidArgument, "--http is the command: give no other", "--http");
+    }
+    std::string body = f.data;
+    if (body.starts_with('@')) {
+      std::ifstream in(body.substr(1), std::ios::binary);
+      if (!in) {
+        return make_error(Code::kInvalidArgument,
+                          fmt::format("--data: cannot read {}", body.substr(1)), "--data");
+      }
+      body.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    std::string method = f.http[0];
+    for (char& ch : method) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    j["http"] = {{"method", method}, {"url", f.http[1]}, {"headers", f.headers}, {"body", body}};
+  }
   if (!f.worktree.empty()) {
     std::string repo = f.worktree.front() == '/' ? f.worktree : current_dir() + "/" + f.worktree;
     if (::access((repo + "/.git").c_str(), F_OK) != 0) {
@@ -133,10 +160,13 @@ Result<json> task_json(const TaskFlags& f) {
   auto j = task_options_json(f);
   if (!j) return j;
   if (auto r = check_task_locally(f, *j); !r) return std::unexpected(r.error());
-  if (f.command.empty()) {
-    (*j)["shell"] = f.shell;
-  } else {
-    (*j)["argv"] = f.command;
+  if (!j->contains("http")) {
+    // The command: argv, or a shell line (an HTTP request is in the options already).
+    if (f.command.empty()) {
+      (*j)["shell"] = f.shell;
+    } else {
+      (*j)["argv"] = f.command;
+    }
   }
   return j;
 }
@@ -145,6 +175,11 @@ Status check_task_locally(const TaskFlags& f, const json& options, bool stdin_co
   TaskSpec spec;
   spec.command.argv = f.command;
   spec.command.shell = f.shell;
+  if (options.contains("http")) {
+    auto http = http_from_json(options["http"].dump());
+    if (!http) return std::unexpected(http.error());
+    spec.command.http = std::move(*http);
+  }
   if (stdin_commands) spec.command.shell = "true";
   spec.command.cwd = options["cwd"];
   spec.queue = f.queue;

@@ -31,6 +31,9 @@ struct TaskFlags {
   std::string worktree;  // a git repository
   std::string ref;
   bool keep_failed = false;
+  std::vector<std::string> http;  // METHOD URL
+  std::vector<std::string> headers;
+  std::string data;
 };
 
 // Adds the flags every task takes (the command after --, --shell, --queue, ...).

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
 
@@ -100,7 +101,28 @@ Status validate_spec(const TaskSpec& spec) {
     return make_error(Code::kInvalidArgument, std::move(message), std::move(field));
   };
   const Command& c = spec.command;
-  if (c.argv.empty() == c.shell.empty()) {
+  if (c.http) {
+    if (!c.argv.empty() || !c.shell.empty()) {
+      return invalid("--http is the command: give no other", "command");
+    }
+    static const std::array<std::string_view, 7> kMethods = {"GET",    "POST", "PUT",    "PATCH",
+                                                             "DELETE", "HEAD", "OPTIONS"};
+    if (std::find(kMethods.begin(), kMethods.end(), c.http->method) == kMethods.end()) {
+      return invalid(fmt::format("--http: \"{}\" is not a method (GET, POST, PUT, PATCH, DELETE, "
+                                 "HEAD, OPTIONS)",
+                                 c.http->method),
+                     "http");
+    }
+    if (!c.http->url.starts_with("http://") && !c.http->url.starts_with("https://")) {
+      return invalid(fmt::format("--http: \"{}\" is not an http:// or https:// URL", c.http->url),
+                     "http");
+    }
+    for (const std::string& h : c.http->headers) {
+      if (h.find(':') == std::string::npos || h.front() == ':') {
+        return invalid(fmt::format("--header: \"{}\" is not NAME: VALUE", h), "headers");
+      }
+    }
+  } else if (c.argv.empty() == c.shell.empty()) {
     return invalid(c.argv.empty() ? "the command is empty (try: rota add -- echo hello)"
                                   : "give either a command after -- or --shell, not both",
                    "command");
@@ -175,6 +197,24 @@ Result<Isolation> isolation_from_json(std::string_view text) {
                       "isolation: expected {\"workdir\": \"temp\"} or {\"worktree\": REPO}");
   }
   return i;
+}
+
+std::string http_to_json(const HttpCall& r) {
+  return nlohmann::json{
+      {"method", r.method}, {"url", r.url}, {"headers", r.headers}, {"body", r.body}}
+      .dump();
+}
+
+Result<HttpCall> http_from_json(std::string_view text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  try {
+    if (!j.is_object()) throw nlohmann::json::type_error::create(302, "not an object", nullptr);
+    return HttpCall{j.at("method").get<std::string>(), j.at("url").get<std::string>(),
+                    j.value("headers", std::vector<std::string>{}), j.value("body", std::string())};
+  } catch (const nlohmann::json::exception&) {
+    return make_error(Code::kInvalidArgument,
+                      "http: expected {\"method\", \"url\", \"headers\"?, \"body\"?}", "http");
+  }
 }
 
 Status validate_cwd(const std::string& cwd) {

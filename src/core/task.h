@@ -48,6 +48,14 @@ struct Isolation {
   bool keep_failed = false;  // worktree: leave it in place when the attempt fails
 };
 
+// An HTTP request as a task (rota add --http): run with libcurl in the task's own process.
+struct HttpCall {
+  std::string method;
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value"
+  std::string body;
+};
+
 struct Command {
   std::vector<std::string> argv;  // run without a shell when non-empty
   std::string shell;              // else run through /bin/sh -c
@@ -59,12 +67,15 @@ struct Command {
   // Variables set on top of `env` for this task alone (ROTA_ITEM, ROTA_CHANGED).
   Env vars;
   Isolation isolation;
+  std::optional<HttpCall> http;  // set: argv and shell are empty
 };
 
 // The JSON form of an isolation ({"workdir": "temp"} or {"worktree", "ref", "keep_failed"}),
 // as the store and the worker protocol keep it; empty for none.
 std::string isolation_to_json(const Isolation& isolation);
 Result<Isolation> isolation_from_json(std::string_view text);
+std::string http_to_json(const HttpCall& request);
+Result<HttpCall> http_from_json(std::string_view text);
 
 // What a user asks for; validated before anything is stored.
 struct TaskSpec {

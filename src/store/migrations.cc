@@ -95,6 +95,7 @@ ALTER TABLE tasks ADD COLUMN schedule TEXT;
 ALTER TABLE tasks ADD COLUMN slot_ms INTEGER;
 ALTER TABLE tasks ADD COLUMN item TEXT;
 ALTER TABLE tasks ADD COLUMN isolation TEXT;
+ALTER TABLE tasks ADD COLUMN http TEXT;
 CREATE INDEX tasks_batch ON tasks (batch_id, id) WHERE batch_id IS NOT NULL;
 CREATE INDEX tasks_schedule ON tasks (schedule, id) WHERE schedule IS NOT NULL;
 CREATE INDEX tasks_schedule_item ON tasks (schedule, item, id) WHERE schedule IS NOT NULL;

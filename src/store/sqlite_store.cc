@@ -25,7 +25,7 @@ constexpr const char* kTaskColumns =
     "id, state, queue, priority, attempts, max_attempts, backoff_base_ms, backoff_max_ms, "
     "timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, exit_code, signal, error, "
     "created_at_ms, started_at_ms, finished_at_ms, worker, token, slow_after_ms, result, vars, "
-    "batch_id, schedule, slot_ms, item, isolation";
+    "batch_id, schedule, slot_ms, item, isolation, http";
 
 bool file_exists(const std::string& path) {
   struct stat st {};
@@ -203,9 +203,9 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
           "INSERT INTO tasks (state, queue, priority, attempts, max_attempts, backoff_base_ms, "
           "backoff_max_ms, timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, "
           "created_at_ms, finished_at_ms, slow_after_ms, unique_key, vars, batch_id, schedule, "
-          "slot_ms, item, isolation) "
+          "slot_ms, item, isolation, http) "
           "VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-          "?18, ?19, ?20, ?21, ?22, ?23)");
+          "?18, ?19, ?20, ?21, ?22, ?23, ?24)");
       if (!stmt) return std::unexpected(stmt.error());
       const TaskSpec& s = t.spec;
       stmt->bind(1, state_name(t.state)).bind(2, s.queue).bind(3, int64_t{s.priority});
@@ -254,6 +254,11 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
         stmt->bind_null(23);
       } else {
         stmt->bind(23, isolation_to_json(s.command.isolation));
+      }
+      if (s.command.http) {
+        stmt->bind(24, http_to_json(*s.command.http));
+      } else {
+        stmt->bind_null(24);
       }
       if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("insert task"));
     }
@@ -309,6 +314,11 @@ Result<Task> SqliteStore::read_task(Stmt& s) {
   auto isolation = isolation_from_json(s.text(30));
   if (!isolation) return make_error(Code::kCorruption, fmt::format("task {}: bad isolation", t.id));
   t.command.isolation = *isolation;
+  if (!s.is_null(31)) {
+    auto http = http_from_json(s.text(31));
+    if (!http) return make_error(Code::kCorruption, fmt::format("task {}: bad http", t.id));
+    t.command.http = std::move(*http);
+  }
   return t;
 }
 

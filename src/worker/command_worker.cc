@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "worker/http_task.h"
 #include "worker/isolate.h"
 #include "worker/protocol.h"
 #include "worker/spawn.h"
@@ -250,6 +251,11 @@ void CommandWorker::start(const Message& m) {
       command.env = it->second;
     }
   }
+  if (command.http) {
+    // Run by libcurl in the task's own process (worker/http_task.h).
+    command.argv = {self_path(), "__http", "--request", http_to_json(*command.http)};
+    command.http.reset();
+  }
   if (command.isolation.kind != Isolation::Kind::kNone) {
     // The set-up runs in the task's own process, under its timeout (worker/isolate.h).
     std::string home = fs::path(options_.reattach_socket).parent_path().string();
@@ -365,6 +371,17 @@ void CommandWorker::finish() {
                   ? fmt::format("exit status {}", info.si_status)
                   : fmt::format("killed by signal {} ({})", info.si_status,
                                 sigabbrev_np(info.si_status) ? sigabbrev_np(info.si_status) : "?");
+    // An HTTP task answered 4xx: asking again would get the same answer.
+    if (r.task.command && r.task.command->http && exited) {
+      m.retryable = info.si_status != kHttpPermanentFailure;
+      auto answer = nlohmann::json::parse(m.result.empty() ? "{}" : m.result, nullptr, false);
+      if (answer.is_object() && answer.contains("status")) {
+        m.error = fmt::format("HTTP {}{}", answer["status"].dump(),
+                              m.retryable ? "" : " (a client error: not retried)");
+      } else {
+        m.error = "the request failed (the log says why)";
+      }
+    }
   }
   if (!result_error.empty())
     m.error = m.error.empty() ? result_error : m.error + "; " + result_error;

@@ -21,6 +21,7 @@ json command_json(const Command& c) {
   if (c.env_id) j["env_id"] = c.env_id;
   if (!c.vars.empty()) j["vars"] = c.vars;
   if (c.isolation.kind != Isolation::Kind::kNone) j["isolation"] = isolation_to_json(c.isolation);
+  if (c.http) j["http"] = http_to_json(*c.http);
   if (c.argv.empty()) {
     j["shell"] = c.shell;
   } else {
@@ -37,6 +38,9 @@ Command command_from(const json& j) {
   if (j.contains("env")) c.env = std::make_shared<const Env>(j.at("env").get<Env>());
   c.env_id = j.value("env_id", int64_t{0});
   if (j.contains("vars")) c.vars = j.at("vars").get<Env>();
+  if (j.contains("http")) {
+    if (auto http = http_from_json(j.at("http").get<std::string>())) c.http = std::move(*http);
+  }
   if (j.contains("isolation")) {
     c.isolation = isolation_from_json(j.at("isolation").get<std::string>()).value_or(Isolation{});
   }
