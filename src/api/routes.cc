@@ -764,16 +764,22 @@ void health(ApiContext& c, const HttpRequest&, Responder respond) {
 
 // ---- schedules -------------------------------------------------------------------------
 
-void schedule_add(ApiContext& c, const HttpRequest& req, Responder respond) {
+// The body of POST /v1/schedules and /v1/watches: a name, and the definition beside it.
+Result<std::pair<std::string, json>> named_definition(const HttpRequest& req) {
   json j = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
   if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) {
-    return respond(
-        error_response({Code::kInvalidArgument,
-                        "expected a JSON object with a \"name\" and a definition", "name"}));
+    return make_error(Code::kInvalidArgument,
+                      "expected a JSON object with a \"name\" and a definition", "name");
   }
   std::string name = j["name"];
   j.erase("name");
-  auto added = c.scheduler.add(name, j);
+  return std::pair{std::move(name), std::move(j)};
+}
+
+void schedule_add(ApiContext& c, const HttpRequest& req, Responder respond) {
+  auto body = named_definition(req);
+  if (!body) return respond(error_response(body.error()));
+  auto added = c.scheduler.add(body->first, body->second);
   if (!added) return respond(error_response(added.error()));
   reply_committed(c.committer, std::move(respond), *added, 201);
 }
@@ -814,15 +820,9 @@ void schedule_remove(ApiContext& c, const HttpRequest& req, Responder respond) {
 // ---- watches ---------------------------------------------------------------------------
 
 void watch_add(ApiContext& c, const HttpRequest& req, Responder respond) {
-  json j = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
-  if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) {
-    return respond(
-        error_response({Code::kInvalidArgument,
-                        "expected a JSON object with a \"name\" and a definition", "name"}));
-  }
-  std::string name = j["name"];
-  j.erase("name");
-  auto added = c.watcher.add(name, j);
+  auto body = named_definition(req);
+  if (!body) return respond(error_response(body.error()));
+  auto added = c.watcher.add(body->first, body->second);
   if (!added) return respond(error_response(added.error()));
   reply_committed(c.committer, std::move(respond), *added, 201);
 }

@@ -58,6 +58,17 @@ json flat_task(const json& t) {
   return f;
 }
 
+// -o FILE, or stdout for none or "-".
+Result<std::FILE*> open_output(const std::string& path) {
+  if (path.empty() || path == "-") return stdout;
+  std::FILE* out = std::fopen(path.c_str(), "w");
+  if (!out) {
+    return make_error(Code::kInvalidArgument,
+                      fmt::format("-o: cannot write {}: {}", path, std::strerror(errno)), "-o");
+  }
+  return out;
+}
+
 class Writer {
  public:
   Writer(std::FILE* out, bool csv, std::vector<std::string> cols)
@@ -99,14 +110,9 @@ int export_rows(const Globals& g, const ExportFlags& f) {
   }
   Client client = make_client(g);
   if (auto r = client.connect(); !r) return report(r.error());
-  std::FILE* out = stdout;
-  if (!f.output.empty() && f.output != "-") {
-    out = std::fopen(f.output.c_str(), "w");
-    if (!out) {
-      return report({Code::kInvalidArgument,
-                     fmt::format("-o: cannot write {}: {}", f.output, std::strerror(errno)), "-o"});
-    }
-  }
+  auto opened = open_output(f.output);
+  if (!opened) return report(opened.error());
+  std::FILE* out = *opened;
   Writer w(out, f.format == "csv", columns(f.what));
   int code = 0;
   if (f.what == "workers") {
@@ -147,18 +153,6 @@ struct ResultsFlags {
   std::string output;
 };
 
-std::string query_escape(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
 // rota results: what finished tasks returned (ROTA_RESULT), one row per task.
 int results(const Globals& g, const ResultsFlags& f) {
   if (f.format != "csv" && f.format != "jsonl") {
@@ -172,18 +166,13 @@ int results(const Globals& g, const ResultsFlags& f) {
   }
   Client client = make_client(g);
   if (auto r = client.connect(); !r) return report(r.error());
-  std::FILE* out = stdout;
-  if (!f.output.empty() && f.output != "-") {
-    out = std::fopen(f.output.c_str(), "w");
-    if (!out) {
-      return report({Code::kInvalidArgument,
-                     fmt::format("-o: cannot write {}: {}", f.output, std::strerror(errno)), "-o"});
-    }
-  }
+  auto opened = open_output(f.output);
+  if (!opened) return report(opened.error());
+  std::FILE* out = *opened;
   Writer w(out, f.format == "csv",
            {"task", "item", "schedule", "state", "finished_at", "duration_ms", "result"});
   std::string filter =
-      fmt::format("&queue={}&schedule={}", query_escape(f.queue), query_escape(f.schedule));
+      fmt::format("&queue={}&schedule={}", url_encode(f.queue), url_encode(f.schedule));
   if (f.batch) filter += fmt::format("&batch={}", f.batch);
   int code = 0;
   int64_t after = 0;
@@ -213,7 +202,7 @@ int results(const Globals& g, const ResultsFlags& f) {
   if (out != stdout) std::fclose(out);
   if (code == 0 && seen == 0 && !f.schedule.empty()) {
     // No task at all: a schedule that never existed is a mistake (a removed one's tasks stay).
-    if (auto r = client.call("GET", "/v1/schedules/" + query_escape(f.schedule)); !r) {
+    if (auto r = client.call("GET", "/v1/schedules/" + url_encode(f.schedule)); !r) {
       return report(r.error());
     }
   }

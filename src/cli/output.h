@@ -19,6 +19,8 @@ void print_workers(const nlohmann::json& workers);
 std::string cell(const nlohmann::json& value);
 // "-" or a duration, for a JSON number of milliseconds.
 std::string age(const nlohmann::json& ms);
+// Percent-encodes a query parameter's value.
+std::string url_encode(const std::string& text);
 // "[#####.....] 50/100 (3 failed)" on stderr, redrawn in place.
 void draw_progress(int64_t finished, int64_t total, int64_t failed);
 

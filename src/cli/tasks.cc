@@ -18,18 +18,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string url_encode(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
 // ---- list ------------------------------------------------------------------------------
 
 struct ListFlags {
