@@ -191,20 +191,38 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
   }
 
   void send(std::string piece) {
-    outq_.push_back(std::make_shared<const std::string>(std::move(piece)));
+    if (closed_) return;
+    // A client that reads slower than events come is cut off rather than let the daemon's
+    // memory grow; it reconnects with ?after=<last id> and misses nothing.
+    if (queued_bytes_ + piece.size() > kStreamBacklog) {
+      spdlog::warn("an event stream client fell {} MiB behind: closing it", kStreamBacklog >> 20);
+      closed_ = true;
+      beast::error_code ignored;
+      socket_.shutdown(Socket::shutdown_both, ignored);
+      return;
+    }
+    queued_bytes_ += piece.size();
+    outq_.push_back(std::move(piece));
     if (!writing_) write_next();
   }
 
+  // Writes everything queued so far in one gather write.
   void write_next() {
     if (outq_.empty() || closed_) {
       writing_ = false;
       return;
     }
     writing_ = true;
-    auto piece = outq_.front();
-    asio::async_write(socket_, asio::buffer(*piece),
-                      [self = this->shared_from_this(), piece](beast::error_code ec, size_t) {
-                        self->outq_.pop_front();
+    auto batch = std::make_shared<std::vector<std::string>>();
+    batch->reserve(outq_.size());
+    for (auto& piece : outq_) batch->push_back(std::move(piece));
+    outq_.clear();
+    std::vector<asio::const_buffer> buffers;
+    buffers.reserve(batch->size());
+    for (const std::string& piece : *batch) buffers.push_back(asio::buffer(piece));
+    asio::async_write(socket_, buffers,
+                      [self = this->shared_from_this(), batch](beast::error_code ec, size_t n) {
+                        self->queued_bytes_ -= n;
                         if (ec) {
                           self->closed_ = true;
                           return;
@@ -219,7 +237,9 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
-  std::deque<std::shared_ptr<const std::string>> outq_;
+  static constexpr size_t kStreamBacklog = 16u << 20;
+  std::deque<std::string> outq_;
+  size_t queued_bytes_ = 0;
   bool writing_ = false;
   bool closed_ = false;
 };
