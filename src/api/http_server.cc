@@ -79,9 +79,31 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
   void start() { read(); }
 
  private:
+  // The header first: a request without the token is answered before its body is read.
   void read() {
     parser_.emplace();
     parser_->body_limit(HttpServer::kBodyLimit);
+    http::async_read_header(
+        socket_, buffer_, *parser_,
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read(ec);  // a body over the limit is answered there
+    auto& req = parser_->get();
+    HttpRequest request;
+    request.method = std::string(req.method_string());
+    bool parsed = parse_target(std::string_view(req.target().data(), req.target().size()),
+                               request.path, request.query);
+    auto authorization = req[http::field::authorization];
+    if (parsed && !is_web_request(request.method, request.path) &&
+        !authorized(request, std::string_view(authorization.data(), authorization.size()))) {
+      keep_alive_ = false;  // the body is left unread: this connection is done
+      return write(error_response({Code::kUnauthorized,
+                                   "send the home's token as Authorization: Bearer <token> "
+                                   "(it is in $ROTA_HOME/token)",
+                                   {}}));
+    }
     http::async_read(
         socket_, buffer_, *parser_,
         [self = this->shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
@@ -118,13 +140,6 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
     if (is_web_request(request.method, request.path)) {
       auto etag = req[http::field::if_none_match];
       return write(serve_web(embedded_web_assets(), request.path, {etag.data(), etag.size()}));
-    }
-    auto authorization = req[http::field::authorization];
-    if (!authorized(request, std::string_view(authorization.data(), authorization.size()))) {
-      return write(error_response({Code::kUnauthorized,
-                                   "send the home's token as Authorization: Bearer <token> "
-                                   "(it is in $ROTA_HOME/token)",
-                                   {}}));
     }
     auto accept = req[http::field::accept];
     request.wants_stream =

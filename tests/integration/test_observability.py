@@ -97,6 +97,26 @@ def test_metrics_parse_and_count_the_work(rota):
     assert value(samples, "rota_store_commit_seconds_count") > 0
 
 
+# Without the token, a request is refused on its header alone: the daemon does not read (nor
+# hold in memory) a body it would not accept.
+def test_tcp_refuses_before_reading_the_body(rota_home):
+    rota = rota_home
+    port = free_port()
+    rota.start(workers=1, extra=("--listen", f"127.0.0.1:{port}"))
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"POST /v1/tasks HTTP/1.1\r\nHost: rota\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 50000000\r\n\r\n")
+    # Not one byte of the announced 50 MB is sent: the answer comes anyway.
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"the daemon closed without an answer: {data!r}"
+        data += chunk
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 401"), data[:200]
+    assert rota.tasks() == []
+
+
 # The TCP listener is off by default; with --listen it needs the home's token (a 0600 file made
 # at first start) on every request, and metrics_public opens /metrics alone.
 def test_tcp_listener_requires_the_token(rota_home):
