@@ -48,13 +48,16 @@ Status Scheduler::recover() {
   auto records = store_.list_schedules();
   if (!records) return std::unexpected(records.error());
   for (ScheduleRecord& r : *records) {
+    // One schedule that no longer makes sense (its time zone gone, its cwd removed) must not
+    // keep the daemon from starting: it is set aside, said, and can still be removed.
     auto def = schedule_def_from_json(json::parse(r.definition, nullptr, false));
-    if (!def) {
-      return make_error(Code::kCorruption,
-                        fmt::format("schedule {}: {}", r.name, def.error().message));
+    auto timing = def ? Timing::make(*def, r.created_at_ms) : std::unexpected(def.error());
+    if (!timing) {
+      spdlog::error("schedule {} not started: {}", r.name, timing.error().message);
+      record(r.name, "not started: " + timing.error().message);
+      broken_.insert(r.name);
+      continue;
     }
-    auto timing = Timing::make(*def, r.created_at_ms);
-    if (!timing) return std::unexpected(timing.error());
     Live s{.record = std::move(r), .def = std::move(*def), .timing = std::move(*timing)};
     s.due_ms = s.record.next_slot_ms;
     schedules_.emplace(s.record.name, std::move(s));
@@ -83,7 +86,11 @@ Status Scheduler::recover() {
         s.record.pending += static_cast<int64_t>(missed.size() - i);
         break;
       }
-      TRY(fire(s, missed[i], false));
+      if (auto r = fire(s, missed[i], false); !r) {
+        spdlog::error("schedule {}: catching up: {}", name, r.error().message);
+        record(name, "catching up failed: " + r.error().message);
+        break;
+      }
     }
     TRY(advance(s, now));
   }
@@ -198,7 +205,10 @@ Status Scheduler::set_paused(const std::string& name, bool paused) {
   // A firing held behind a run that finished while paused goes now.
   if (!paused && s->active.empty() && s->record.pending > 0) {
     --s->record.pending;
-    TRY(fire(*s, forced_slot(), true));
+    if (auto r = fire(*s, forced_slot(), true); !r) {
+      ++s->record.pending;
+      return r;
+    }
   }
   TRY(save(*s));
   record(name, paused ? "paused" : "resumed");
@@ -207,6 +217,13 @@ Status Scheduler::set_paused(const std::string& name, bool paused) {
 }
 
 Status Scheduler::remove(const std::string& name) {
+  if (broken_.contains(name)) {
+    TRY(committer_.write());
+    TRY(store_.delete_schedule(name));
+    broken_.erase(name);
+    record(name, "removed");
+    return {};
+  }
   Live* s = find(name);
   if (!s) return std::unexpected(not_found(name));
   TRY(committer_.write());
@@ -302,35 +319,44 @@ Status Scheduler::fire(Live& s, int64_t slot_ms, bool forced, std::vector<int64_
   base->schedule = name;
   base->slot_ms = slot_ms;
 
+  // The sweep's progress moves only if the firing's tasks are in: a failed firing skips
+  // no item.
+  ScheduleRecord next = s.record;
   std::vector<TaskSpec> specs;
   if (s.def.over.empty()) {
     specs.push_back(std::move(*base));
   } else {
     // The next items of the sweep; at the end of the list a new cycle re-reads it.
-    auto items = json::parse(s.record.items.empty() ? "[]" : s.record.items, nullptr, false);
+    auto items = json::parse(next.items.empty() ? "[]" : next.items, nullptr, false);
     if (!items.is_array()) items = json::array();
     for (int k = 0; k < s.def.batch; ++k) {
-      if (s.record.cursor >= static_cast<int64_t>(items.size())) {
+      if (next.cursor >= static_cast<int64_t>(items.size())) {
         if (k > 0) break;  // a firing does not straddle two cycles
         auto fresh = read_items(s.def.over, base->command.cwd);
         if (!fresh) return std::unexpected(fresh.error());
         items = *fresh;
-        s.record.items = items.dump();
-        s.record.cursor = 0;
-        ++s.record.cycle;
-        record(name, fmt::format("cycle {} over {} items", s.record.cycle, items.size()));
+        next.items = items.dump();
+        next.cursor = 0;
+        ++next.cycle;
       }
       TaskSpec spec = *base;
-      apply_item(spec, items[s.record.cursor].get<std::string>());
+      apply_item(spec, items[next.cursor].get<std::string>());
       specs.push_back(std::move(spec));
-      ++s.record.cursor;
+      ++next.cursor;
     }
   }
-  auto added = engine_.add(std::move(specs));
+  std::vector<size_t> duplicates;
+  auto added = engine_.add(std::move(specs), &duplicates);
   if (!added) return std::unexpected(added.error());
-  for (int64_t id : *added) {
-    s.active.insert(id);
-    task_schedule_[id] = name;
+  if (next.cycle != s.record.cycle) {
+    record(name, fmt::format("cycle {} over {} items", next.cycle, json::parse(next.items).size()));
+  }
+  s.record = std::move(next);
+  for (size_t i = 0; i < added->size(); ++i) {
+    // A --unique key held elsewhere queues nothing: that task is not this firing's.
+    if (std::find(duplicates.begin(), duplicates.end(), i) != duplicates.end()) continue;
+    s.active.insert((*added)[i]);
+    task_schedule_[(*added)[i]] = name;
   }
   if (ids) *ids = *added;
   return save(s);
@@ -350,9 +376,12 @@ void Scheduler::on_task_finished(int64_t task, TaskState) {
       Live* s = find(name);
       if (!s || !s->active.empty() || s->record.pending == 0) return;
       if (s->record.paused) return;
-      --s->record.pending;
       Status r = committer_.write();
-      if (r) r = fire(*s, forced_slot(), true);
+      if (r) {
+        --s->record.pending;
+        r = fire(*s, forced_slot(), true);
+        if (!r) ++s->record.pending;  // held still: not lost
+      }
       if (!r) spdlog::error("schedule {}: {}", name, r.error().message);
     });
   }

@@ -70,6 +70,7 @@ class Scheduler {
   const Clock& clock_;
   std::map<std::string, Live> schedules_;
   std::unordered_map<int64_t, std::string> task_schedule_;  // unfinished task -> schedule
+  std::set<std::string> broken_;  // kept in the store but not started (see recover)
   boost::asio::steady_timer timer_;
   std::mt19937_64 rng_;
   int64_t last_forced_ = 0;

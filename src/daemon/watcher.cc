@@ -184,11 +184,13 @@ Status Watcher::remove(const std::string& name) {
 Status Watcher::start(Live& w) {
   if (fd_ < 0) {
     fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd_ < 0) {
-      return make_error(Code::kUnavailable, fmt::format("inotify: {}", std::strerror(errno)));
+    if (fd_ >= 0) {
+      stream_ = std::make_unique<asio::posix::stream_descriptor>(io_, fd_);
+      read_events();
+    } else {
+      // Out of inotify instances, say: the rescans still see every change, only later.
+      spdlog::warn("inotify: {}; watches rely on their rescans", std::strerror(errno));
     }
-    stream_ = std::make_unique<asio::posix::stream_descriptor>(io_, fd_);
-    read_events();
   }
   w.debounce = std::make_unique<asio::steady_timer>(io_);
   w.rescan = std::make_unique<asio::steady_timer>(io_);
@@ -212,6 +214,7 @@ void Watcher::stop(Live& w) {
 }
 
 void Watcher::add_tree(Live& w, const std::string& dir, bool report_files) {
+  if (fd_ < 0) return;
   int wd = ::inotify_add_watch(fd_, dir.c_str(), kMask);
   if (wd < 0) {
     spdlog::warn("watch {}: cannot watch {}: {} (the rescan still covers it)", w.name, dir,
@@ -305,8 +308,18 @@ void Watcher::on_debounce(const std::string& name) {
     return;
   }
   ++w.fired;
+  // What fired is now the snapshot the next rescan compares with (a stat per changed path,
+  // not a walk of the tree).
+  for (const std::string& path : w.changed) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      w.files[path] = {st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec,
+                       static_cast<int64_t>(st.st_size)};
+    } else {
+      w.files.erase(path);
+    }
+  }
   w.changed.clear();
-  w.files = scan(w);
 }
 
 // ---- rescan ----------------------------------------------------------------------------
@@ -340,8 +353,10 @@ void Watcher::rescan(Live& w) {
 std::map<std::string, Watcher::Snapshot> Watcher::scan(const Live& w) const {
   std::map<std::string, Snapshot> out;
   std::error_code ec;
-  for (fs::recursive_directory_iterator it(w.def.path, ec), end; !ec && it != end;
-       it.increment(ec)) {
+  for (fs::recursive_directory_iterator
+           it(w.def.path, fs::directory_options::skip_permission_denied, ec),
+       end;
+       !ec && it != end; it.increment(ec)) {
     if (!it->is_regular_file(ec)) continue;
     std::string path = it->path().string();
     if (!watch_matches(w.def.glob, path.substr(w.def.path.size() + 1))) continue;

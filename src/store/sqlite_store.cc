@@ -156,6 +156,8 @@ Status SqliteStore::release_savepoint() { return db_->exec("RELEASE op"); }
 void SqliteStore::rollback_to_savepoint() {
   (void)db_->exec("ROLLBACK TO op");
   (void)db_->exec("RELEASE op");
+  // An environment interned since the savepoint is gone again, and its id will be reused.
+  env_ids_.clear();
 }
 
 Result<int64_t> SqliteStore::intern_env(const Env& env) {
@@ -176,8 +178,8 @@ Result<int64_t> SqliteStore::intern_env(const Env& env) {
   insert->bind(1, vars);
   if (insert->step() != SQLITE_DONE) return std::unexpected(db_->error("intern env"));
   int64_t id = db_->last_insert_rowid();
-  // The cache may only hold committed ids; a rolled-back transaction would leave it stale,
-  // and the daemon treats any failed commit as fatal (sticky), so this holds.
+  // The cache may only hold ids that stay: a failed commit is fatal (sticky), and a rollback
+  // to a savepoint clears the cache.
   env_ids_.emplace(std::move(vars), id);
   return id;
 }
@@ -186,7 +188,9 @@ Result<Env> SqliteStore::get_env(int64_t env_id) {
   auto stmt = db_->prepare("SELECT vars FROM envs WHERE id = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, env_id);
-  if (stmt->step() != SQLITE_ROW) return Env{};
+  if (stmt->step() != SQLITE_ROW) {
+    return make_error(Code::kCorruption, fmt::format("env {} is missing from the store", env_id));
+  }
   try {
     return json::parse(stmt->text(0)).get<Env>();
   } catch (const json::exception& e) {

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -63,10 +64,18 @@ int run_http_task(const std::string& request_json) {
   }
   fmt::print("{} {} -> {}\n", request->method, request->url, status);
   auto parsed = nlohmann::json::parse(body, nullptr, false);
+  // Escaping can grow a body: keep the result under the 64 KiB a result may take.
+  if (parsed.is_discarded() && body.size() > kBodyCap / 2) {
+    size_t escapes = std::count_if(body.begin(), body.end(), [](unsigned char c) {
+      return c < 0x20 || c == '"' || c == '\\';
+    });
+    if (body.size() + 5 * escapes > kBodyCap) body.resize(kBodyCap / 6);
+  }
   nlohmann::json result = {{"status", status},
                            {"body", parsed.is_discarded() ? nlohmann::json(body) : parsed}};
   if (const char* path = std::getenv("ROTA_RESULT"); path && *path) {
-    std::ofstream(path) << result.dump();
+    // A body that is not UTF-8 (binary, or cut inside a character) is kept with U+FFFD.
+    std::ofstream(path) << result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   if (status >= 500) return 1;
   if (status >= 400) return kHttpPermanentFailure;

@@ -783,3 +783,35 @@ def test_each_errors(rota):
     assert rota.tasks() == []
     r = rota.run("wait", "--batch", "4242")
     assert r.returncode == 1 and "4242" in r.stderr, r
+
+
+# A --unique key in the template: a firing whose key is still held queues nothing, and the
+# schedule goes on firing (the holder is not taken for this firing's own, unfinished task).
+def test_unique_template_does_not_stall_the_schedule(rota):
+    add_schedule(rota, "uniq", "--every", "200ms", "--unique", "one-at-a-time",
+                 "--unique-for", "1h", "--", "true")
+    wait_for(lambda: [t for t in rota.tasks("--schedule", "uniq") if t["state"] == "succeeded"],
+             message="the first firing to finish")
+    # Later slots find the key held (finished within --unique-for): they queue nothing, and
+    # are not "skipped" as if a firing were still running.
+    first_slot = show(rota, "uniq")["next_fire"]
+    wait_for(lambda: show(rota, "uniq")["next_fire"] > first_slot, message="a later slot")
+    wait_for(lambda: show(rota, "uniq")["unfinished"] == 0, message="nothing unfinished")
+    assert not [e for e in schedule_events(rota, "uniq") if "skipped" in e["detail"]]
+    assert len(rota.tasks("--schedule", "uniq")) == 1
+
+
+# A sweep whose items are gone while the daemon was down cannot catch up; the daemon starts
+# anyway, says so, and the schedule can be looked at and removed.
+def test_a_sweep_that_cannot_catch_up_does_not_stop_the_daemon(rota):
+    items = os.path.join(rota.work, "items")
+    write_files(items, ["a"])
+    add_schedule(rota, "gone", "--every", "300ms", "--over", "items/*", "--", "true")
+    wait_for(lambda: show(rota, "gone")["cycle"] >= 1, message="the first cycle")
+    rota.stop()
+    os.remove(os.path.join(items, "a"))
+    time.sleep(0.7)  # the scenario: slots pass while the daemon is down
+    rota.start()
+    assert [e for e in schedule_events(rota, "gone") if "matches nothing" in e["detail"]]
+    rota.ok("schedule", "remove", "gone")
+    assert rota.json("schedule", "list") == []
