@@ -58,6 +58,15 @@ json flat_task(const json& t) {
   return f;
 }
 
+// --since DUR as an RFC 3339 time, which compares as text with the rows' timestamps; empty
+// for none.
+Result<std::string> since_timestamp(const std::string& since) {
+  if (since.empty()) return std::string();
+  auto d = parse_duration_ms(since, "--since");
+  if (!d) return std::unexpected(d.error());
+  return format_timestamp(wall_now_ms() - *d);
+}
+
 // -o FILE, or stdout for none or "-".
 Result<std::FILE*> open_output(const std::string& path) {
   if (path.empty() || path == "-") return stdout;
@@ -102,12 +111,9 @@ int export_rows(const Globals& g, const ExportFlags& f) {
   if (f.what != "tasks" && f.what != "workers" && f.what != "events") {
     return report({Code::kInvalidArgument, "--what: tasks, workers or events", "--what"});
   }
-  std::string since_text;  // RFC 3339: compares as text with the rows' timestamps
-  if (!f.since.empty()) {
-    auto d = parse_duration_ms(f.since, "--since");
-    if (!d) return report(d.error());
-    since_text = format_timestamp(wall_now_ms() - *d);
-  }
+  auto since = since_timestamp(f.since);
+  if (!since) return report(since.error());
+  const std::string& since_text = *since;
   Client client = make_client(g);
   if (auto r = client.connect(); !r) return report(r.error());
   auto opened = open_output(f.output);
@@ -158,12 +164,9 @@ int results(const Globals& g, const ResultsFlags& f) {
   if (f.format != "csv" && f.format != "jsonl") {
     return report({Code::kInvalidArgument, "--format: csv or jsonl", "--format"});
   }
-  std::string since_text;
-  if (!f.since.empty()) {
-    auto d = parse_duration_ms(f.since, "--since");
-    if (!d) return report(d.error());
-    since_text = format_timestamp(wall_now_ms() - *d);
-  }
+  auto since = since_timestamp(f.since);
+  if (!since) return report(since.error());
+  const std::string& since_text = *since;
   Client client = make_client(g);
   if (auto r = client.connect(); !r) return report(r.error());
   auto opened = open_output(f.output);
