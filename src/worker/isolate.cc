@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +16,18 @@ namespace rota {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr std::array kStopSignals = {SIGTERM, SIGINT, SIGHUP};
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+void note_stop(int sig) { g_stop_signal = sig; }
+
+// Dies of `sig`, as the task's main process would have.
+[[noreturn]] void die_of(int sig) {
+  std::signal(sig, SIG_DFL);
+  ::kill(::getpid(), sig);
+  _exit(128 + sig);
+}
 
 // Runs a git command to completion, its output going where the task's goes (the task's log).
 int git(const std::vector<std::string>& args) {
@@ -64,11 +77,13 @@ int run_isolated(const std::string& isolation_json, const std::string& worktree_
     fmt::print(stderr, "rota: __isolate: bad arguments\n");
     return 125;
   }
-  // A timeout or a cancel signals the whole group: the command gets it; this process stays to
-  // clean up after it.
-  std::signal(SIGTERM, SIG_IGN);
-  std::signal(SIGINT, SIG_IGN);
-  std::signal(SIGHUP, SIG_IGN);
+  // A timeout or a cancel signals the whole group: the command gets it; this process notes
+  // it and stays to clean up. (Caught, not ignored: git and the command start with the
+  // default dispositions.)
+  struct sigaction stop {};
+  stop.sa_handler = note_stop;
+  sigemptyset(&stop.sa_mask);
+  for (int sig : kStopSignals) sigaction(sig, &stop, nullptr);
 
   std::string dir;
   if (isolation->kind == Isolation::Kind::kTemp) {
@@ -98,12 +113,32 @@ int run_isolated(const std::string& isolation_json, const std::string& worktree_
     }
   }
 
+  auto clean_up = [&](bool failed) {
+    if (isolation->kind == Isolation::Kind::kTemp) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    } else if (failed && isolation->keep_failed) {
+      fmt::print(stderr, "rota: the attempt failed; its worktree is kept at {}\n", dir);
+    } else {
+      remove_worktree(isolation->repo, dir);
+    }
+  };
+  // Stopped during the set-up: the command never starts.
+  sigset_t stops, previous;
+  sigemptyset(&stops);
+  for (int sig : kStopSignals) sigaddset(&stops, sig);
+  sigprocmask(SIG_BLOCK, &stops, &previous);
+  if (g_stop_signal) {
+    clean_up(true);
+    die_of(g_stop_signal);
+  }
   pid_t child = ::fork();
   if (child < 0) return 125;
   if (child == 0) {
-    std::signal(SIGTERM, SIG_DFL);
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGHUP, SIG_DFL);
+    // A stop that came since the block is delivered to the command, by default, once it
+    // unblocks.
+    for (int sig : kStopSignals) std::signal(sig, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
     if (::chdir(dir.c_str()) != 0) _exit(125);
     ::setenv("ROTA_WORKDIR", dir.c_str(), 1);
     std::vector<char*> args;
@@ -113,23 +148,13 @@ int run_isolated(const std::string& isolation_json, const std::string& worktree_
     fmt::print(stderr, "rota: command not found: {}\n", argv[0]);
     _exit(127);
   }
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
   int status = 0;
   while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
-  bool failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
-  if (isolation->kind == Isolation::Kind::kTemp) {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  } else if (failed && isolation->keep_failed) {
-    fmt::print(stderr, "rota: the attempt failed; its worktree is kept at {}\n", dir);
-  } else {
-    remove_worktree(isolation->repo, dir);
-  }
-  if (WIFSIGNALED(status)) {
-    std::signal(WTERMSIG(status), SIG_DFL);
-    ::kill(::getpid(), WTERMSIG(status));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  clean_up(!WIFEXITED(status) || WEXITSTATUS(status) != 0);
+  if (WIFSIGNALED(status)) die_of(WTERMSIG(status));
+  return WEXITSTATUS(status);
 }
 
 }  // namespace rota
