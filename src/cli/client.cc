@@ -33,12 +33,6 @@ std::string last_line_of(const std::string& path) {
 
 }  // namespace
 
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "rota";
-}
-
 Client::Client(Home home) : home_(std::move(home)) {}
 Client::~Client() = default;
 

@@ -45,9 +45,6 @@ class Client {
   std::unique_ptr<boost::asio::local::stream_protocol::socket> socket_;
 };
 
-// The path of the running rota binary (to start the daemon or a worker with).
-std::string self_exe();
-
 // Starts `rota daemon run` for `home` in the background (its own session, output appended to
 // daemon.log) and returns once its socket answers. If the daemon exits first, its last line
 // of output becomes the error, with the daemon's exit code mapped back.

@@ -67,15 +67,39 @@ Result<std::string> since_timestamp(const std::string& since) {
   return format_timestamp(wall_now_ms() - *d);
 }
 
-// -o FILE, or stdout for none or "-".
-Result<std::FILE*> open_output(const std::string& path) {
-  if (path.empty() || path == "-") return stdout;
-  std::FILE* out = std::fopen(path.c_str(), "w");
-  if (!out) {
-    return make_error(Code::kInvalidArgument,
-                      fmt::format("-o: cannot write {}: {}", path, std::strerror(errno)), "-o");
+// What export and results share: a checked --format and --since, a connected client and the
+// output (-o FILE, or stdout for none or "-").
+struct Sink {
+  explicit Sink(const Globals& g) : client(make_client(g)) {}
+  ~Sink() {
+    if (out != stdout) std::fclose(out);
   }
-  return out;
+  Client client;
+  std::FILE* out = stdout;
+  std::string since;  // RFC 3339; empty: none
+  bool csv = false;
+};
+
+Result<std::unique_ptr<Sink>> open_sink(const Globals& g, const std::string& format,
+                                        const std::string& since, const std::string& output) {
+  if (format != "csv" && format != "jsonl") {
+    return make_error(Code::kInvalidArgument, "--format: csv or jsonl", "--format");
+  }
+  auto since_text = since_timestamp(since);
+  if (!since_text) return std::unexpected(since_text.error());
+  auto sink = std::make_unique<Sink>(g);
+  if (auto r = sink->client.connect(); !r) return std::unexpected(r.error());
+  if (!output.empty() && output != "-") {
+    sink->out = std::fopen(output.c_str(), "w");
+    if (!sink->out) {
+      sink->out = stdout;
+      return make_error(Code::kInvalidArgument,
+                        fmt::format("-o: cannot write {}: {}", output, std::strerror(errno)), "-o");
+    }
+  }
+  sink->since = *since_text;
+  sink->csv = format == "csv";
+  return sink;
 }
 
 class Writer {
@@ -105,21 +129,14 @@ class Writer {
 };
 
 int export_rows(const Globals& g, const ExportFlags& f) {
-  if (f.format != "csv" && f.format != "jsonl") {
-    return report({Code::kInvalidArgument, "--format: csv or jsonl", "--format"});
-  }
   if (f.what != "tasks" && f.what != "workers" && f.what != "events") {
     return report({Code::kInvalidArgument, "--what: tasks, workers or events", "--what"});
   }
-  auto since = since_timestamp(f.since);
-  if (!since) return report(since.error());
-  const std::string& since_text = *since;
-  Client client = make_client(g);
-  if (auto r = client.connect(); !r) return report(r.error());
-  auto opened = open_output(f.output);
-  if (!opened) return report(opened.error());
-  std::FILE* out = *opened;
-  Writer w(out, f.format == "csv", columns(f.what));
+  auto sink = open_sink(g, f.format, f.since, f.output);
+  if (!sink) return report(sink.error());
+  Client& client = (*sink)->client;
+  const std::string& since_text = (*sink)->since;
+  Writer w((*sink)->out, (*sink)->csv, columns(f.what));
   int code = 0;
   if (f.what == "workers") {
     auto r = client.call("GET", "/v1/workers");
@@ -144,7 +161,6 @@ int export_rows(const Globals& g, const ExportFlags& f) {
       if (r->size() < 1000) break;
     }
   }
-  if (out != stdout) std::fclose(out);
   return code;
 }
 
@@ -161,18 +177,11 @@ struct ResultsFlags {
 
 // rota results: what finished tasks returned (ROTA_RESULT), one row per task.
 int results(const Globals& g, const ResultsFlags& f) {
-  if (f.format != "csv" && f.format != "jsonl") {
-    return report({Code::kInvalidArgument, "--format: csv or jsonl", "--format"});
-  }
-  auto since = since_timestamp(f.since);
-  if (!since) return report(since.error());
-  const std::string& since_text = *since;
-  Client client = make_client(g);
-  if (auto r = client.connect(); !r) return report(r.error());
-  auto opened = open_output(f.output);
-  if (!opened) return report(opened.error());
-  std::FILE* out = *opened;
-  Writer w(out, f.format == "csv",
+  auto sink = open_sink(g, f.format, f.since, f.output);
+  if (!sink) return report(sink.error());
+  Client& client = (*sink)->client;
+  const std::string& since_text = (*sink)->since;
+  Writer w((*sink)->out, (*sink)->csv,
            {"task", "item", "schedule", "state", "finished_at", "duration_ms", "result"});
   std::string filter =
       fmt::format("&queue={}&schedule={}", url_encode(f.queue), url_encode(f.schedule));
@@ -202,7 +211,6 @@ int results(const Globals& g, const ResultsFlags& f) {
     }
     if (r->size() < 1000) break;
   }
-  if (out != stdout) std::fclose(out);
   if (code == 0 && seen == 0 && !f.schedule.empty()) {
     // No task at all: a schedule that never existed is a mistake (a removed one's tasks stay).
     if (auto r = client.call("GET", "/v1/schedules/" + url_encode(f.schedule)); !r) {

@@ -36,4 +36,10 @@ Home home_at(const std::string& dir) {
               .worker_socket = dir + "/worker.sock"};
 }
 
+std::string self_exe() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "rota";
+}
+
 }  // namespace rota

@@ -17,6 +17,9 @@ struct Home {
 
 // `flag` if given, else $ROTA_HOME, else $XDG_DATA_HOME/rota, else ~/.local/share/rota.
 std::string resolve_home_dir(const std::string& flag);
+
+// The path of the running rota binary (for the daemon, workers and a task's helpers).
+std::string self_exe();
 Home home_at(const std::string& dir);
 
 }  // namespace rota

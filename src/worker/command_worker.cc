@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/home.h"
 #include "worker/http_task.h"
 #include "worker/isolate.h"
 #include "worker/protocol.h"
@@ -34,12 +35,6 @@ namespace rota {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string self_path() {
-  std::error_code ec;
-  auto path = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string("rota") : path.string();
-}
 
 // Reads what the task wrote to ROTA_RESULT into `result` (JSON text) and removes the file.
 // Returns an error for the task's record if it is too large or not JSON; "" otherwise.
@@ -253,13 +248,13 @@ void CommandWorker::start(const Message& m) {
   }
   if (command.http) {
     // Run by libcurl in the task's own process (worker/http_task.h).
-    command.argv = {self_path(), "__http", "--request", http_to_json(*command.http)};
+    command.argv = {self_exe(), "__http", "--request", http_to_json(*command.http)};
     command.http.reset();
   }
   if (command.isolation.kind != Isolation::Kind::kNone) {
     // The set-up runs in the task's own process, under its timeout (worker/isolate.h).
     std::string home = fs::path(options_.reattach_socket).parent_path().string();
-    command.argv = isolated_argv(command, self_path(), home + "/worktrees", m.task);
+    command.argv = isolated_argv(command, self_exe(), home + "/worktrees", m.task);
     command.shell.clear();
   }
   std::string result_path = m.log_path.empty() ? "" : m.log_path + ".result";
