@@ -11,6 +11,7 @@
 #include <fstream>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "api/task_json.h"
@@ -189,9 +190,30 @@ void add(ApiContext& c, const HttpRequest& req, Responder respond) {
     specs.push_back(std::move(*spec));
   }
   std::string checked_cwd;
+  size_t max_payload = static_cast<size_t>(c.config.max_payload_kib) * 1024;
+  std::set<std::string> missing_pools;
   for (size_t i = 0; i < specs.size(); ++i) {
+    TaskSpec& spec = specs[i];
+    if (spec.pool != kCommandsPool) {
+      // A message task goes to its pool's first queue unless it names one.
+      auto def = c.user_pools.get(spec.pool);
+      if (!def) missing_pools.insert(spec.pool);
+      if (def && !def->queues.empty() && spec.queue == "default" &&
+          std::find(def->queues.begin(), def->queues.end(), "default") == def->queues.end()) {
+        spec.queue = def->queues.front();
+      }
+      if (spec.payload.size() > max_payload) {
+        Error e{Code::kTooLarge,
+                fmt::format("the payload is {} bytes, over the {} KiB limit (max_payload_kib in "
+                            "rota.toml)",
+                            spec.payload.size(), c.config.max_payload_kib),
+                "payload"};
+        if (batch) e.message = fmt::format("task {}: {}", i + 1, e.message);
+        return fail(e);
+      }
+    }
     auto v = validate_spec(specs[i]);
-    if (v && specs[i].command.cwd != checked_cwd) {
+    if (v && spec.pool == kCommandsPool && specs[i].command.cwd != checked_cwd) {
       v = validate_cwd(specs[i].command.cwd);
       checked_cwd = specs[i].command.cwd;
     }
@@ -212,14 +234,21 @@ void add(ApiContext& c, const HttpRequest& req, Responder respond) {
   std::vector<size_t> duplicates;
   auto ids = c.engine.add(std::move(specs), &duplicates);
   if (!ids) return fail(ids.error());
+  std::string warning;
+  if (!missing_pools.empty()) {
+    warning = fmt::format("no pool named {} yet: its tasks wait for one (rota pool add)",
+                          *missing_pools.begin());
+  }
   if (batch) {
     json reply = {{"ids", *ids}, {"duplicates", duplicates}};
     if (batch_id) reply["batch"] = batch_id;
+    if (!warning.empty()) reply["warning"] = warning;
     return reply_committed(c.committer, std::move(respond), reply, 201);
   }
   auto task = c.store.get_task(ids->front());
   if (!task || !*task) return fail({Code::kInternal, "the new task vanished", {}});
   json reply = task_to_json(**task);
+  if (!warning.empty()) reply["warning"] = warning;
   reply["duplicate"] = !duplicates.empty();  // --unique: the task that already held the key
   reply_committed(c.committer, std::move(respond), reply, duplicates.empty() ? 201 : 200);
 }
@@ -235,6 +264,7 @@ void list(ApiContext& c, const HttpRequest& req, Responder respond) {
   }
   if (auto it = q.find("queue"); it != q.end()) f.queue = it->second;
   if (auto it = q.find("schedule"); it != q.end()) f.schedule = it->second;
+  if (auto it = q.find("pool"); it != q.end()) f.pool = it->second;
   if (auto it = q.find("label"); it != q.end() && !it->second.empty()) {
     auto kv = parse_key_value(it->second, "label");
     if (!kv) return fail(kv.error());
@@ -370,21 +400,35 @@ void wait(ApiContext& c, const HttpRequest& req, Responder respond) {
 
 // ---- workers, queues, daemon -----------------------------------------------------------
 
-json workers_json(ApiContext& c) {
+// Every pool: commands first, then the user's, by name.
+std::vector<const Pool*> all_pools(ApiContext& c) {
+  std::vector<const Pool*> out = {&c.pool};
+  for (const PoolDef& d : c.user_pools.list()) {
+    if (const Pool* p = c.user_pools.find(d.name)) out.push_back(p);
+  }
+  return out;
+}
+
+json workers_json(ApiContext& c, const std::string& only_pool = {}) {
   int64_t now = c.clock.now_ms();
   json out = json::array();
-  for (const WorkerView& w : c.pool.view()) {
-    bool live = w.pid != 0;
-    out.push_back({{"id", w.id},
-                   {"slot", w.slot >= 0 ? json(w.slot) : json(nullptr)},
-                   {"pid", live ? json(w.pid) : json(nullptr)},
-                   {"state", worker_health_name(w.health)},
-                   {"task", w.task ? json(w.task) : json(nullptr)},
-                   {"uptime_ms", live ? json(now - w.started_at_ms) : json(nullptr)},
-                   {"restarts", w.restarts},
-                   {"tasks_done", w.tasks_done},
-                   {"tasks_failed", w.tasks_failed},
-                   {"heartbeat_age_ms", live ? json(now - w.last_heartbeat_ms) : json(nullptr)}});
+  for (const Pool* pool : all_pools(c)) {
+    if (!only_pool.empty() && pool->name() != only_pool) continue;
+    for (const WorkerView& w : pool->view()) {
+      bool live = w.pid != 0;
+      out.push_back({{"id", w.id},
+                     {"pool", pool->name()},
+                     {"in_flight", w.in_flight},
+                     {"slot", w.slot >= 0 ? json(w.slot) : json(nullptr)},
+                     {"pid", live ? json(w.pid) : json(nullptr)},
+                     {"state", worker_health_name(w.health)},
+                     {"task", w.task ? json(w.task) : json(nullptr)},
+                     {"uptime_ms", live ? json(now - w.started_at_ms) : json(nullptr)},
+                     {"restarts", w.restarts},
+                     {"tasks_done", w.tasks_done},
+                     {"tasks_failed", w.tasks_failed},
+                     {"heartbeat_age_ms", live ? json(now - w.last_heartbeat_ms) : json(nullptr)}});
+    }
   }
   return out;
 }
@@ -394,7 +438,11 @@ void workers(ApiContext& c, const HttpRequest&, Responder respond) { respond(ok(
 void restart(ApiContext& c, const HttpRequest& req, Responder respond) {
   auto id = parse_id(req.params[0]);
   if (!id) return respond(error_response(id.error()));
-  if (!c.pool.restart(*id)) {
+  bool found = c.pool.restart(*id);
+  for (const PoolDef& d : c.user_pools.list()) {
+    if (!found) found = c.user_pools.find(d.name)->restart(*id);
+  }
+  if (!found) {
     return respond(
         error_response({Code::kNotFound,
                         fmt::format("worker {} is not in the pool (see rota workers)", *id),
@@ -817,6 +865,143 @@ void schedule_remove(ApiContext& c, const HttpRequest& req, Responder respond) {
   reply_committed(c.committer, std::move(respond), json{{"removed", req.params[0]}});
 }
 
+// ---- pools -----------------------------------------------------------------------------
+
+json pool_json(ApiContext& c, const Pool& pool, const PoolDef* def) {
+  int64_t busy = 0, done = 0, failed = 0;
+  for (const WorkerView& w : pool.view()) {
+    busy += w.in_flight;
+    done += w.tasks_done;
+    failed += w.tasks_failed;
+  }
+  json j = {{"name", pool.name()},
+            {"size", pool.size()},
+            {"state", pool.degraded() ? "degraded" : "ok"},
+            {"queued", c.engine.queued_for(pool.name())},
+            {"running", busy},
+            {"tasks_done", done},
+            {"tasks_failed", failed},
+            {"builtin", def == nullptr}};
+  if (def) {
+    j["cmd"] = def->cmd;
+    j["concurrency"] = def->concurrency;
+    j["queues"] = def->queues;
+    j["cwd"] = def->cwd.empty() ? json(nullptr) : json(def->cwd);
+    j["env"] = def->env;
+    j["autoscale"] = def->max > 0 ? json{{"min", def->min}, {"max", def->max}} : json(nullptr);
+    j["created_at"] = format_timestamp(def->created_at_ms);
+  } else {
+    j["concurrency"] = 1;
+    j["autoscale"] = c.autoscaler.range() ? json{{"min", c.autoscaler.range()->min},
+                                                 {"max", c.autoscaler.range()->max}}
+                                          : json(nullptr);
+  }
+  return j;
+}
+
+// Reads the fields of a pool definition over `def` (POST /v1/pools and /v1/pools/NAME).
+Status pool_fields(const json& j, PoolDef& def) {
+  for (const auto& [key, v] : j.items()) {
+    try {
+      if (key == "cmd") {
+        def.cmd = v.get<std::string>();
+      } else if (key == "size") {
+        def.size = v.get<int>();
+        def.min = def.max = 0;
+      } else if (key == "min") {
+        def.min = v.get<int>();
+      } else if (key == "max") {
+        def.max = v.get<int>();
+      } else if (key == "queues") {
+        def.queues = v.get<std::vector<std::string>>();
+      } else if (key == "concurrency") {
+        def.concurrency = v.get<int>();
+      } else if (key == "cwd") {
+        def.cwd = v.get<std::string>();
+      } else if (key == "env") {
+        def.env = v.get<Env>();
+      } else if (key != "name") {
+        return make_error(Code::kInvalidArgument, key + ": unknown field", key);
+      }
+    } catch (const json::exception&) {
+      return make_error(Code::kInvalidArgument,
+                        fmt::format("{}: wrong type ({})", key, v.type_name()), key);
+    }
+  }
+  if (j.contains("size") && (j.contains("min") || j.contains("max"))) {
+    return make_error(Code::kInvalidArgument, "give either size or min and max", "size");
+  }
+  if ((j.contains("min") || j.contains("max")) && def.max == 0) {
+    return make_error(Code::kInvalidArgument, "max: give a maximum of at least 1", "max");
+  }
+  return {};
+}
+
+void pool_list(ApiContext& c, const HttpRequest&, Responder respond) {
+  json out = json::array({pool_json(c, c.pool, nullptr)});
+  for (const PoolDef& d : c.user_pools.list()) {
+    out.push_back(pool_json(c, *c.user_pools.find(d.name), &d));
+  }
+  respond(ok(out));
+}
+
+void pool_show(ApiContext& c, const HttpRequest& req, Responder respond) {
+  const std::string& name = req.params[0];
+  json j;
+  if (name == kCommandsPool) {
+    j = pool_json(c, c.pool, nullptr);
+  } else if (auto def = c.user_pools.get(name)) {
+    j = pool_json(c, *c.user_pools.find(name), &*def);
+  } else {
+    return respond(error_response(
+        {Code::kNotFound, fmt::format("no pool named {} (see rota pool list)", name), {}}));
+  }
+  j["workers"] = workers_json(c, name);
+  respond(ok(j));
+}
+
+void pool_add(ApiContext& c, const HttpRequest& req, Responder respond) {
+  json j = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) {
+    return respond(error_response(
+        {Code::kInvalidArgument, "expected a JSON object with a \"name\" and a \"cmd\"", "name"}));
+  }
+  PoolDef def;
+  def.name = j["name"];
+  if (auto r = pool_fields(j, def); !r) return respond(error_response(r.error()));
+  if (def.max > 0 && !j.contains("size")) def.size = def.min;
+  auto added = c.user_pools.add(std::move(def));
+  if (!added) return respond(error_response(added.error()));
+  reply_committed(c.committer, std::move(respond),
+                  pool_json(c, *c.user_pools.find(added->name), &*added), 201);
+}
+
+void pool_set(ApiContext& c, const HttpRequest& req, Responder respond) {
+  const std::string& name = req.params[0];
+  json j = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+  if (!j.is_object()) {
+    return respond(error_response({Code::kInvalidArgument, "expected a JSON object", {}}));
+  }
+  auto def = c.user_pools.get(name);
+  if (!def) {
+    return respond(error_response({Code::kNotFound,
+                                   name == kCommandsPool
+                                       ? std::string("the commands pool is sized with rota scale")
+                                       : fmt::format("no pool named {} (see rota pool list)", name),
+                                   {}}));
+  }
+  if (auto r = pool_fields(j, *def); !r) return respond(error_response(r.error()));
+  auto changed = c.user_pools.set(std::move(*def));
+  if (!changed) return respond(error_response(changed.error()));
+  reply_committed(c.committer, std::move(respond),
+                  pool_json(c, *c.user_pools.find(name), &*changed));
+}
+
+void pool_remove(ApiContext& c, const HttpRequest& req, Responder respond) {
+  if (auto r = c.user_pools.remove(req.params[0]); !r) return respond(error_response(r.error()));
+  reply_committed(c.committer, std::move(respond), json{{"removed", req.params[0]}});
+}
+
 // ---- watches ---------------------------------------------------------------------------
 
 void watch_add(ApiContext& c, const HttpRequest& req, Responder respond) {
@@ -876,6 +1061,11 @@ void add_routes(Router& r, ApiContext& c) {
   r.add("GET", "/v1/schedules/{}", bind(schedule_show));
   r.add("DELETE", "/v1/schedules/{}", bind(schedule_remove));
   r.add("POST", "/v1/schedules/{}/{}", bind(schedule_change));
+  r.add("GET", "/v1/pools", bind(pool_list));
+  r.add("POST", "/v1/pools", bind(pool_add));
+  r.add("GET", "/v1/pools/{}", bind(pool_show));
+  r.add("POST", "/v1/pools/{}", bind(pool_set));
+  r.add("DELETE", "/v1/pools/{}", bind(pool_remove));
   r.add("GET", "/v1/watches", bind(watch_list));
   r.add("POST", "/v1/watches", bind(watch_add));
   r.add("DELETE", "/v1/watches/{}", bind(watch_remove));

@@ -13,6 +13,7 @@
 #include "daemon/metrics.h"
 #include "daemon/pool.h"
 #include "daemon/scheduler.h"
+#include "daemon/user_pools.h"
 #include "daemon/watcher.h"
 #include "store/store.h"
 
@@ -29,7 +30,8 @@ struct ApiContext {
   Watcher& watcher;
   Store& store;
   Committer& committer;
-  Pool& pool;
+  Pool& pool;  // commands
+  UserPools& user_pools;
   Alerts& alerts;
   Metrics& metrics;
   const Clock& clock;

@@ -45,8 +45,10 @@ json task_to_json(const Task& t) {
   if (t.command.isolation.kind != Isolation::Kind::kNone) {
     command["isolation"] = json::parse(isolation_to_json(t.command.isolation));
   }
+  if (t.is_message()) command = nullptr;
   json j{
       {"id", t.id},
+      {"pool", t.pool},
       {"state", state_name(t.state)},
       {"queue", t.queue},
       {"priority", t.priority},
@@ -67,6 +69,7 @@ json task_to_json(const Task& t) {
       {"worker", optional_value(t.worker)},
       {"result", t.result.empty() ? json(nullptr) : json::parse(t.result, nullptr, false)},
   };
+  if (t.is_message()) j["payload"] = json::parse(t.payload, nullptr, false);
   if (t.started_at_ms && t.finished_at_ms) j["duration_ms"] = t.finished_at_ms - t.started_at_ms;
   if (t.batch_id) j["batch"] = t.batch_id;
   if (!t.schedule.empty()) j["schedule"] = t.schedule;
@@ -144,6 +147,10 @@ Result<TaskSpec> spec_from_json(const json& j, const TaskSpec& defaults) {
         spec.command.isolation.ref = v.get<std::string>();
       } else if (key == "keep_failed") {
         spec.command.isolation.keep_failed = v.get<bool>();
+      } else if (key == "pool") {
+        spec.pool = v.get<std::string>();
+      } else if (key == "payload") {
+        spec.payload = v.dump();
       } else if (key == "after") {
         spec.after = v.get<std::vector<int64_t>>();
       } else {

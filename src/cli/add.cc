@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -23,7 +24,135 @@ struct AddFlags {
   TaskFlags task;
   bool stdin_lines = false;
   std::string each;
+  std::string pool;
+  std::vector<std::string> json_values;  // --json VALUE: a message's payload
+  size_t json_count = 0;                 // how many times --json was given
+  bool jsonl = false;
 };
+
+// Keeps the reply's warning (a pool that does not exist yet) in front of the user.
+void warn(const json& reply) {
+  if (reply.contains("warning")) {
+    fmt::print(stderr, "rota: warning: {}\n", reply["warning"].get<std::string>());
+  }
+}
+
+// --json VALUE or @FILE: the payload, checked to be JSON.
+Result<json> read_payload(const std::string& value) {
+  std::string text = value;
+  if (value.starts_with('@')) {
+    std::ifstream in(value.substr(1), std::ios::binary);
+    if (!in) {
+      return make_error(Code::kInvalidArgument,
+                        fmt::format("--json: cannot read {}", value.substr(1)), "--json");
+    }
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto payload = json::parse(text, nullptr, false);
+  if (payload.is_discarded()) {
+    return make_error(Code::kInvalidArgument,
+                      fmt::format("--json: {} is not JSON",
+                                  value.starts_with('@') ? value.substr(1) : "the payload"),
+                      "--json");
+  }
+  return payload;
+}
+
+// rota add --pool P --stdin: one message per line of JSON, sent in batches of ready-made JSON
+// (each line is checked, not parsed into a tree). A bad line stops the input there: the lines
+// before it are queued (their ids printed), it and the rest are not.
+int add_stdin_messages(Client& client, const json& options) {
+  constexpr size_t kBatchBytes = 16u << 20;
+  std::string head = R"({"defaults":)" + options.dump() + R"(,"tasks":[)";
+  std::string body = head;
+  size_t in_batch = 0;
+  std::string out;
+  auto flush = [&]() -> Status {
+    if (in_batch == 0) return {};
+    body += "]}";
+    auto r = client.call_raw("POST", "/v1/tasks", body);
+    body = head;
+    in_batch = 0;
+    if (!r) return std::unexpected(r.error());
+    warn(*r);
+    out.clear();
+    for (const auto& id : (*r)["ids"])
+      fmt::format_to(std::back_inserter(out), "{}\n", id.get<int64_t>());
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return {};
+  };
+  std::ios::sync_with_stdio(false);
+  std::string line;
+  int64_t number = 0;
+  while (std::getline(std::cin, line)) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (!json::accept(line)) {
+      if (auto r = flush(); !r) return report(r.error());
+      return report({Code::kInvalidArgument,
+                     fmt::format("stdin line {} is not JSON: it and the lines after it were not "
+                                 "queued",
+                                 number),
+                     "--stdin"});
+    }
+    body += in_batch ? R"(,{"payload":)" : R"({"payload":)";
+    body += line;
+    body += '}';
+    if (++in_batch == kBatchSize || body.size() > kBatchBytes) {
+      if (auto r = flush(); !r) return report(r.error());
+    }
+  }
+  if (auto r = flush(); !r) return report(r.error());
+  return 0;
+}
+
+// rota add --pool P --json '{...}' | --stdin: message tasks for a pool's workers.
+int add_messages(const Globals& g, const AddFlags& f, bool print_json) {
+  const TaskFlags& t = f.task;
+  if (!t.command.empty() || !t.shell.empty() || !t.http.empty() || !t.workdir.empty() ||
+      !t.worktree.empty() || !f.each.empty()) {
+    return report(
+        {Code::kInvalidArgument,
+         fmt::format("--pool {}: a message task has a payload (--json), not a command", f.pool),
+         "--pool"});
+  }
+  if (f.stdin_lines == !f.json_values.empty()) {
+    return report({Code::kInvalidArgument,
+                   "--pool: give the message as --json '{...}' (or @FILE), or one per line with "
+                   "--stdin --jsonl",
+                   "--json"});
+  }
+  if (auto r = validate_pool_name(f.pool); !r) return report(r.error());
+  auto options = task_options_json(t);
+  if (!options) return report(options.error());
+  options->erase("env");  // a message carries its payload, not the caller's environment
+  options->erase("cwd");
+  (*options)["pool"] = f.pool;
+  std::optional<json> payload;
+  if (!f.stdin_lines) {
+    auto p = read_payload(f.json_values.front());
+    if (!p) return report(p.error());
+    payload = std::move(*p);
+  }
+  Client client = make_client(g);
+  if (auto r = client.connect(); !r) return report(r.error());
+  if (f.stdin_lines) return add_stdin_messages(client, *options);
+  json task = *options;
+  task["payload"] = std::move(*payload);
+  auto r = client.call("POST", "/v1/tasks", task);
+  if (!r) return report(r.error());
+  warn(*r);
+  if (r->value("duplicate", false)) {
+    fmt::print(stderr, "rota: task {} ({}) already holds --unique {}: nothing queued\n",
+               (*r)["id"].get<int64_t>(), (*r)["state"].get<std::string>(), t.unique);
+  }
+  if (print_json) {
+    fmt::print("{}\n", r->dump(2));
+  } else {
+    fmt::print("{}\n", (*r)["id"].get<int64_t>());
+  }
+  return 0;
+}
 
 int add_stdin(Client& client, const json& options) {
   std::string line;
@@ -66,7 +195,7 @@ int add_each(Client& client, const Globals& g, const AddFlags& f, json task) {
   if (!r) return report(r.error());
   fmt::print(stderr, "rota: batch {}: {} tasks (rota wait --batch {})\n",
              (*r)["batch"].get<int64_t>(), (*r)["ids"].size(), (*r)["batch"].get<int64_t>());
-  if (g.json) {
+  if (g.json || f.json_count > f.json_values.size()) {
     fmt::print("{}\n", r->dump(2));
     return 0;
   }
@@ -78,6 +207,18 @@ int add_each(Client& client, const Globals& g, const AddFlags& f, json task) {
 }
 
 int add(const Globals& g, const AddFlags& f) {
+  // --json VALUE is a payload; a bare --json asks for the new task as JSON.
+  bool print_json = g.json || f.json_count > f.json_values.size();
+  if (!f.pool.empty() && f.pool != kCommandsPool) return add_messages(g, f, print_json);
+  if (!f.json_values.empty()) {
+    return report({Code::kInvalidArgument,
+                   "--json VALUE is a message's payload and goes with --pool NAME (to print the "
+                   "new task as JSON, put --json after the options or use -- before the command)",
+                   "--json"});
+  }
+  if (f.jsonl) {
+    return report({Code::kInvalidArgument, "--jsonl goes with --pool NAME --stdin", "--jsonl"});
+  }
   if (f.stdin_lines && (!f.task.command.empty() || !f.task.shell.empty())) {
     return report(
         {Code::kInvalidArgument, "--stdin reads commands from stdin: give no command", "--stdin"});
@@ -110,7 +251,7 @@ int add(const Globals& g, const AddFlags& f) {
     fmt::print(stderr, "rota: task {} ({}) already holds --unique {}: nothing queued\n",
                (*r)["id"].get<int64_t>(), (*r)["state"].get<std::string>(), f.task.unique);
   }
-  if (g.json) {
+  if (print_json) {
     fmt::print("{}\n", r->dump(2));
   } else {
     fmt::print("{}\n", (*r)["id"].get<int64_t>());
@@ -128,8 +269,18 @@ void add_add_command(CLI::App& app, Globals& g, Action& action) {
   c->add_option("--each", f->each,
                 "One task per item: a glob ('src/*') or @FILE (one per line); {} in the "
                 "command and $ROTA_ITEM are the item");
-  add_json_flag(c, g);
-  c->callback([&g, &action, f] { action = [&g, f] { return add(g, *f); }; });
+  c->add_option("--pool", f->pool,
+                "A message task for this pool's workers (with --json, or --stdin --jsonl)");
+  c->add_option("--json", f->json_values,
+                "With --pool: the message, as JSON or @FILE. Alone: print the new task as JSON")
+      ->expected(0, 1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  c->add_flag("--jsonl", f->jsonl, "With --pool --stdin: one message per line of JSON");
+  c->callback([&g, &action, f, c] {
+    f->json_count = c->count("--json");
+    std::erase(f->json_values, std::string());
+    action = [&g, f] { return add(g, *f); };
+  });
 }
 
 }  // namespace rota::cli

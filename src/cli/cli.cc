@@ -69,6 +69,7 @@ int run_cli(int argc, char** argv) {
   cli::add_schedule_commands(app, globals, action);
   cli::add_results_command(app, globals, action);
   cli::add_watch_commands(app, globals, action);
+  cli::add_pool_commands(app, globals, action);
   cli::add_admin_commands(app, globals, action);
   cli::add_health_commands(app, globals, action);
   cli::add_export_command(app, globals, action);

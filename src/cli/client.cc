@@ -92,7 +92,12 @@ Result<std::pair<int, std::string>> Client::request(const std::string& method,
 
 Result<nlohmann::json> Client::call(const std::string& method, const std::string& target,
                                     const nlohmann::json& body) {
-  auto r = request(method, target, body.is_null() ? std::string() : body.dump());
+  return call_raw(method, target, body.is_null() ? std::string() : body.dump());
+}
+
+Result<nlohmann::json> Client::call_raw(const std::string& method, const std::string& target,
+                                        const std::string& body) {
+  auto r = request(method, target, body);
   if (!r) return std::unexpected(r.error());
   nlohmann::json j;
   try {

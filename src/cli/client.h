@@ -30,6 +30,9 @@ class Client {
   // Sends a request and returns the JSON reply; an API error becomes an Error.
   Result<nlohmann::json> call(const std::string& method, const std::string& target,
                               const nlohmann::json& body = nullptr);
+  // The same with a body already serialised as JSON.
+  Result<nlohmann::json> call_raw(const std::string& method, const std::string& target,
+                                  const std::string& body);
   // The same for a reply that is not JSON (a log).
   Result<std::string> call_text(const std::string& method, const std::string& target);
 

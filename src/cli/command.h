@@ -28,6 +28,7 @@ void add_top_command(CLI::App& app, Globals& globals, Action& action);
 void add_schedule_commands(CLI::App& app, Globals& globals, Action& action);
 void add_results_command(CLI::App& app, Globals& globals, Action& action);
 void add_watch_commands(CLI::App& app, Globals& globals, Action& action);
+void add_pool_commands(CLI::App& app, Globals& globals, Action& action);
 
 // Prints "rota: <message>" on stderr and returns the exit code for the error's code.
 int report(const Error& error);

@@ -54,7 +54,7 @@ std::vector<std::string> columns(const std::string& what) {
 json flat_task(const json& t) {
   json f = t;
   f["command"] = command_line(t);
-  f["cwd"] = t["command"]["cwd"];
+  f["cwd"] = t["command"].is_null() ? json(nullptr) : t["command"]["cwd"];
   return f;
 }
 
@@ -170,6 +170,7 @@ struct ResultsFlags {
   std::string format = "jsonl";
   std::string schedule;
   std::string queue;
+  std::string pool;
   int64_t batch = 0;
   std::string since;
   std::string output;
@@ -185,6 +186,7 @@ int results(const Globals& g, const ResultsFlags& f) {
            {"task", "item", "schedule", "state", "finished_at", "duration_ms", "result"});
   std::string filter =
       fmt::format("&queue={}&schedule={}", url_encode(f.queue), url_encode(f.schedule));
+  if (!f.pool.empty()) filter += "&pool=" + url_encode(f.pool);
   if (f.batch) filter += fmt::format("&batch={}", f.batch);
   int code = 0;
   int64_t after = 0;
@@ -225,9 +227,11 @@ int results(const Globals& g, const ResultsFlags& f) {
 void add_results_command(CLI::App& app, Globals& g, Action& action) {
   auto f = std::make_shared<ResultsFlags>();
   CLI::App* c = app.add_subcommand(
-      "results", "What finished tasks returned (ROTA_RESULT), as JSON lines or CSV");
+      "results",
+      "What finished tasks returned (ROTA_RESULT, or a worker's done), as JSON lines or CSV");
   c->add_option("--schedule", f->schedule, "Only the tasks this schedule fired");
   c->add_option("--queue", f->queue, "Only tasks of this queue");
+  c->add_option("--pool", f->pool, "Only the message tasks of this pool");
   c->add_option("--batch", f->batch, "Only the tasks of this --each batch");
   c->add_option("--since", f->since, "Only tasks finished this long ago or since");
   c->add_option("--format", f->format, "jsonl (default) or csv (RFC 4180, with a header row)");

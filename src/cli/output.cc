@@ -59,6 +59,12 @@ std::string colored_state(const std::string& state) {
 
 std::string command_line(const nlohmann::json& task) {
   const auto& c = task["command"];
+  if (c.is_null()) {
+    // A message task: its pool and (the start of) its payload.
+    std::string payload = task.contains("payload") ? task["payload"].dump() : "";
+    if (payload.size() > 60) payload = payload.substr(0, 57) + "...";
+    return fmt::format("{} <- {}", task.value("pool", "?"), payload);
+  }
   if (c.contains("http")) {
     return c["http"]["method"].get<std::string>() + " " + c["http"]["url"].get<std::string>();
   }

@@ -105,7 +105,7 @@ int show(const Globals& g, const std::string& id_text) {
       {"id", cell(j["id"])},
       {"state", colored_state(j["state"])},
       {"command", command_line(j)},
-      {"cwd", cell(j["command"]["cwd"])},
+      {"cwd", j["command"].is_null() ? std::string("-") : cell(j["command"]["cwd"])},
       {"queue", cell(j["queue"])},
       {"priority", cell(j["priority"])},
       {"attempts", fmt::format("{} of {}", j["attempts"].get<int>(), j["max_attempts"].get<int>())},

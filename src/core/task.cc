@@ -101,7 +101,22 @@ Status validate_spec(const TaskSpec& spec) {
     return make_error(Code::kInvalidArgument, std::move(message), std::move(field));
   };
   const Command& c = spec.command;
-  if (c.http) {
+  if (spec.pool != kCommandsPool) {
+    // A message task: its payload is the whole of it.
+    if (auto r = validate_pool_name(spec.pool); !r) return r;
+    if (!c.argv.empty() || !c.shell.empty() || c.http ||
+        c.isolation.kind != Isolation::Kind::kNone) {
+      return invalid(
+          fmt::format("--pool {}: a message task has a payload (--json), not a command", spec.pool),
+          "command");
+    }
+    if (spec.payload.empty()) {
+      return invalid(fmt::format("--pool {}: give the message as --json '{{...}}'", spec.pool),
+                     "payload");
+    }
+  } else if (!spec.payload.empty()) {
+    return invalid("--json: a payload is for a pool's workers: add --pool NAME", "payload");
+  } else if (c.http) {
     if (!c.argv.empty() || !c.shell.empty()) {
       return invalid("--http is the command: give no other", "command");
     }
@@ -130,7 +145,7 @@ Status validate_spec(const TaskSpec& spec) {
   if (!c.argv.empty() && c.argv.front().empty()) {
     return invalid("the command is empty (try: rota add -- echo hello)", "command");
   }
-  if (c.cwd.empty() || c.cwd.front() != '/') {
+  if (spec.pool == kCommandsPool && (c.cwd.empty() || c.cwd.front() != '/')) {
     return invalid(fmt::format("--cwd: \"{}\" is not an absolute path", c.cwd), "cwd");
   }
   if (auto r = validate_queue_name(spec.queue); !r) return r;
@@ -157,6 +172,13 @@ Status validate_spec(const TaskSpec& spec) {
     }
   }
   return {};
+}
+
+Status validate_pool_name(std::string_view name) {
+  if (valid_name(name)) return {};
+  return make_error(Code::kInvalidArgument,
+                    fmt::format("--pool: \"{}\" is not a pool name (letters, digits, - _ .)", name),
+                    "pool");
 }
 
 Status validate_queue_name(std::string_view name) {

@@ -77,9 +77,14 @@ Result<Isolation> isolation_from_json(std::string_view text);
 std::string http_to_json(const HttpCall& request);
 Result<HttpCall> http_from_json(std::string_view text);
 
+// The pool that runs command tasks; every other pool runs message tasks.
+inline constexpr std::string_view kCommandsPool = "commands";
+
 // What a user asks for; validated before anything is stored.
 struct TaskSpec {
   Command command;
+  std::string pool = std::string(kCommandsPool);
+  std::string payload;  // a message task's JSON (compact text); empty for a command
   std::string queue = "default";
   int priority = 0;
   int retries = 0;
@@ -138,6 +143,10 @@ struct Task {
   std::string schedule;
   int64_t slot_ms = 0;
   std::string item;
+  std::string pool = std::string(kCommandsPool);
+  std::string payload;  // a message task's JSON text; empty for a command
+
+  bool is_message() const { return pool != kCommandsPool; }
 };
 
 struct Attempt {
@@ -158,6 +167,8 @@ TaskState state_after_attempt(const Task& task, Outcome outcome);
 // Checks a spec for what can be checked without I/O: a command, an absolute cwd, names and
 // numbers in range. The message names the flag to fix.
 Status validate_spec(const TaskSpec& spec);
+// A pool name: the same rules as a queue name.
+Status validate_pool_name(std::string_view name);
 // A queue name: 1 to 64 letters, digits, '-', '_' or '.'.
 Status validate_queue_name(std::string_view name);
 // Checks that the directory exists (one stat; batches check each distinct cwd once).

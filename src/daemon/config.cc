@@ -36,6 +36,7 @@ const std::array kKeys = {
     Key{"scale_down_idle", &Config::scale_down_idle_ms},
     Key{"listen", &Config::listen},
     Key{"metrics_public", &Config::metrics_public},
+    Key{"max_payload_kib", &Config::max_payload_kib},
 };
 
 const Key* find_key(const std::string& name) {
@@ -67,7 +68,7 @@ Status set_config(Config& config, const std::string& key, const std::string& val
             "unresponsive_after, dead_after, max_restarts, "
             "restart_window, poison_after, reattach_grace, "
             "stall_after, alert_command, workers, scale_up_wait, scale_down_idle, listen, "
-            "metrics_public)"));
+            "metrics_public, max_payload_kib)"));
   }
   if (auto* ms = std::get_if<int64_t Config::*>(&k->field)) {
     auto d = parse_duration_ms(value, key);

@@ -27,6 +27,7 @@ struct Config {
   int64_t scale_down_idle_ms = 60'000;  // autoscaling: shrink after idleness this long
   std::string listen;                   // HOST:PORT of the TCP listener; empty: none
   bool metrics_public = false;          // /metrics on the TCP listener without the token
+  int max_payload_kib = 1024;           // the largest message task payload, in KiB
 };
 
 // Every key, as the file and the flags name it.

@@ -31,6 +31,7 @@
 #include "daemon/pool.h"
 #include "daemon/scheduler.h"
 #include "daemon/systemd.h"
+#include "daemon/user_pools.h"
 #include "daemon/watcher.h"
 #include "store/sqlite_store.h"
 
@@ -142,6 +143,11 @@ int run_daemon(const DaemonOptions& o) {
   });
   Metrics metrics;
   engine.attach(pool, alerts, metrics);
+  PoolOptions user_pool_options = pool_options;
+  user_pool_options.logs_dir = home.logs;
+  user_pool_options.kill_grace_ms = 5000;
+  UserPools user_pools(io, **store, committer, engine, clock, user_pool_options,
+                       config->scale_up_wait_ms, config->scale_down_idle_ms);
   alerts.set_metrics(metrics);
   committer.set_commit_observer([&metrics](double seconds) { metrics.commit(seconds); });
   Scheduler scheduler(io, **store, committer, engine, clock);
@@ -169,12 +175,18 @@ int run_daemon(const DaemonOptions& o) {
       spdlog::info("restarting; workers keep their tasks and reattach to the next daemon");
       engine.stop_dispatching();
       pool.detach();
+      user_pools.detach();
       committer.after_commit([&](const Status&) { io.stop(); });
       return;
     }
     spdlog::info("stopping; running tasks have {} ms to finish", grace_ms);
     engine.stop_dispatching();
-    pool.shutdown(grace_ms, [&] { committer.after_commit([&](const Status&) { io.stop(); }); });
+    auto all_stopped = std::make_shared<int>(2);
+    auto one_stopped = [&, all_stopped] {
+      if (--*all_stopped == 0) committer.after_commit([&](const Status&) { io.stop(); });
+    };
+    pool.shutdown(grace_ms, one_stopped);
+    user_pools.shutdown(grace_ms, one_stopped);
     // Workers escalate to SIGKILL after the grace; this is the backstop if one cannot.
     deadline.expires_after(std::chrono::milliseconds(grace_ms + 15'000));
     deadline.async_wait([&](const boost::system::error_code& ec) {
@@ -198,6 +210,7 @@ int run_daemon(const DaemonOptions& o) {
                         .count();
       int64_t now = clock.now_ms();
       pool.check_health(now);
+      user_pools.tick(now);
       engine.check_stall(now);
       notify_watchdog(now);
       auto change =
@@ -224,6 +237,7 @@ int run_daemon(const DaemonOptions& o) {
                  .store = **store,
                  .committer = committer,
                  .pool = pool,
+                 .user_pools = user_pools,
                  .alerts = alerts,
                  .metrics = metrics,
                  .clock = clock,
@@ -260,6 +274,7 @@ int run_daemon(const DaemonOptions& o) {
   int reserved = std::min(workers, engine.awaiting_reattach());
   pool.scale(workers, reserved);
   engine.await_reattach(config->reattach_grace_ms, [&] { pool.fill_reserved(); });
+  if (auto r = user_pools.recover(); !r) return fail(r.error());
   notify_ready(fmt::format("{} workers, home {}", workers, home.dir));
   io.run();
   notify_stopping();

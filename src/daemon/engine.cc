@@ -53,15 +53,28 @@ Status Engine::recover() {
   for (auto& q : *queues) queues_[q.name] = q;
   auto counts = store_.count_tasks();
   if (!counts) return std::unexpected(counts.error());
-  for (const auto& c : *counts) counts_[c.queue][static_cast<int>(c.state)] = c.count;
+  load_counts(*counts);
 
   // What was running when the previous daemon went away waits for its worker to reattach.
+  // A user's program cannot reattach (it was stopped with the daemon): its tasks run again.
   auto running = store_.tasks_in_state(TaskState::kRunning);
   if (!running) return std::unexpected(running.error());
+  std::vector<int64_t> lost;
   for (const Task& t : *running) {
-    running_[t.id] = {t.worker.value_or(0), t.token, t};
+    running_[t.id] = {t.worker.value_or(0), t.token, nullptr, t};
     ++running_by_queue_[t.queue];
-    awaiting_reattach_.insert(t.id);
+    if (t.is_message()) {
+      lost.push_back(t.id);
+    } else {
+      awaiting_reattach_.insert(t.id);
+    }
+  }
+  if (!lost.empty()) {
+    TRY(committer_.write());
+    for (int64_t id : lost) {
+      TRY(end_attempt(id, Outcome::kDaemonLost, std::nullopt, std::nullopt,
+                      "daemon_lost: its pool's worker stopped with the previous daemon", true));
+    }
   }
   if (!running->empty()) {
     spdlog::info(
@@ -109,6 +122,7 @@ Result<std::vector<int64_t>> Engine::add(std::vector<TaskSpec> specs,
   arrivals_.add(now, static_cast<int64_t>(added->second.size()));
   for (const NewTask& row : added->second) {
     ++counts_[row.spec.queue][static_cast<int>(row.state)];
+    if (row.state == TaskState::kQueued) ++queued_[row.spec.pool][row.spec.queue];
     if (row.state == TaskState::kScheduled) schedule_wake(row.run_after_ms);
   }
   return std::move(added->first);
@@ -190,10 +204,14 @@ Result<std::pair<std::vector<int64_t>, std::vector<NewTask>>> Engine::insert(
 
 // ---- dispatch --------------------------------------------------------------------------
 
-std::vector<std::string> Engine::eligible_queues() const {
+std::vector<std::string> Engine::eligible_queues(const Pool& pool) const {
   std::vector<std::string> out;
-  for (const auto& [name, counts] : counts_) {
-    if (counts[static_cast<int>(TaskState::kQueued)] == 0) continue;
+  auto by_queue = queued_.find(pool.name());
+  if (by_queue == queued_.end()) return out;
+  const auto& serves = pool.options().queues;
+  for (const auto& [name, queued] : by_queue->second) {
+    if (queued <= 0) continue;
+    if (!serves.empty() && std::find(serves.begin(), serves.end(), name) == serves.end()) continue;
     auto q = queues_.find(name);
     if (q != queues_.end()) {
       if (q->second.paused) continue;
@@ -209,76 +227,114 @@ int64_t Engine::running_in(const std::string& queue) const {
   return it == running_by_queue_.end() ? 0 : it->second;
 }
 
-// Runs once per loop turn, inside the turn's transaction: idle workers claim ready tasks.
-// The task messages go out after the commit, so a worker never runs a claim that is not
-// durable.
+int64_t Engine::queued_for(const std::string& pool) const {
+  int64_t n = 0;
+  if (auto it = queued_.find(pool); it != queued_.end()) {
+    for (const auto& [queue, queued] : it->second) n += queued;
+  }
+  return n;
+}
+
+// Runs once per loop turn, inside the turn's transaction: workers with room claim ready tasks,
+// as many at once as each has room for. The task messages go out after the commit, so a worker
+// never runs a claim that is not durable.
 void Engine::dispatch() {
-  if (!accepting_ || !pool_ || !committer_.health()) return;
-  auto idle = pool_->idle_workers();
-  if (idle.empty()) return;
-  auto queues = eligible_queues();
-  for (int64_t worker : idle) {
-    if (queues.empty()) return;
-    if (auto r = start_on(worker, queues); !r) {
-      spdlog::error("dispatch: {}", r.error().message);
-      return;
+  if (!accepting_ || !committer_.health()) return;
+  for (auto& [name, pool] : pools_) {
+    auto free = pool->free_workers();
+    if (free.empty()) continue;
+    auto queues = eligible_queues(*pool);
+    for (auto [worker, room] : free) {
+      if (queues.empty()) break;
+      if (auto r = start_on(*pool, worker, room, queues); !r) {
+        spdlog::error("dispatch: {}", r.error().message);
+        return;
+      }
     }
   }
 }
 
-Status Engine::start_on(int64_t worker, std::vector<std::string>& queues) {
+Status Engine::start_on(Pool& pool, int64_t worker, int room, std::vector<std::string>& queues) {
   TRY(committer_.write());
+  // A queue limit caps the claim: with one queue, what is left under it.
+  if (queues.size() == 1) {
+    auto q = queues_.find(queues.front());
+    if (q != queues_.end() && q->second.limit > 0) {
+      room = static_cast<int>(std::min<int64_t>(room, q->second.limit - running_in(q->first)));
+    }
+  } else if (room > 1) {
+    // Several queues, one with a limit: one task at a time keeps every limit exact.
+    bool limited = std::any_of(queues.begin(), queues.end(), [this](const std::string& name) {
+      auto q = queues_.find(name);
+      return q != queues_.end() && q->second.limit > 0;
+    });
+    if (limited) room = 1;
+  }
+  if (room <= 0) {
+    queues = eligible_queues(pool);
+    return {};
+  }
   std::string token = new_token();
-  auto claimed = store_.claim(queues, worker, token, clock_.now_ms());
+  int64_t now = clock_.now_ms();
+  auto claimed = store_.claim(pool.name(), queues, room, worker, token, now);
   if (!claimed) return std::unexpected(claimed.error());
-  if (!*claimed) {
+  if (claimed->empty()) {
     queues.clear();
     return {};
   }
-  const Task& t = **claimed;
-  count(t.queue, TaskState::kQueued, TaskState::kRunning);
-  if (metrics_) {
-    int64_t ready_since = std::max(t.created_at_ms, t.run_after_ms);
-    metrics_->task_started(t.queue, std::max<int64_t>(0, t.started_at_ms - ready_since) / 1000.0);
+  std::vector<Message> messages;
+  messages.reserve(claimed->size());
+  for (Task& t : *claimed) {
+    count(t.pool, t.queue, TaskState::kQueued, TaskState::kRunning);
+    if (metrics_) {
+      int64_t ready_since = std::max(t.created_at_ms, t.run_after_ms);
+      metrics_->task_started(t.queue, std::max<int64_t>(0, t.started_at_ms - ready_since) / 1000.0);
+    }
+    record_event(t.id, worker, TaskState::kQueued, TaskState::kRunning, "");
+    ++running_by_queue_[t.queue];
+    Message m{.type = MessageType::kTask, .token = token, .task = t.id};
+    m.attempt = t.attempts;
+    m.deadline_ms = t.timeout_ms > 0 ? now + t.timeout_ms : 0;
+    m.grace_ms = options_.kill_grace_ms;
+    if (t.is_message()) {
+      m.payload = t.payload;
+    } else {
+      auto task_env = env(t.env_id);
+      if (!task_env) return std::unexpected(task_env.error());
+      m.command = t.command;
+      m.command->env = std::move(*task_env);
+      m.command->env_id = t.env_id;
+      m.log_path = log_path(t.id);
+      m.log_cap = options_.log_cap;
+    }
+    // Reserve the worker's place now; the message leaves after the commit.
+    pool.reserve(worker, t.id, token,
+                 t.slow_after_ms > 0 ? t.slow_after_ms : options_.slow_after_ms, m.deadline_ms);
+    running_[t.id] = {worker, token, &pool, std::move(t)};
+    messages.push_back(std::move(m));
   }
-  record_event(t.id, worker, TaskState::kQueued, TaskState::kRunning, "");
-  running_[t.id] = {worker, token, t};
-  ++running_by_queue_[t.queue];
-  queues = eligible_queues();
-
-  auto task_env = env(t.env_id);
-  if (!task_env) return std::unexpected(task_env.error());
-  Message m{.type = MessageType::kTask, .token = token, .task = t.id};
-  m.attempt = t.attempts;
-  m.deadline_ms = t.timeout_ms > 0 ? clock_.now_ms() + t.timeout_ms : 0;
-  m.grace_ms = options_.kill_grace_ms;
-  m.command = t.command;
-  m.command->env = std::move(*task_env);
-  m.command->env_id = t.env_id;
-  m.log_path = log_path(t.id);
-  m.log_cap = options_.log_cap;
-  // Reserve the worker now; the message leaves after the commit.
-  pool_->reserve(worker, t.id, token,
-                 t.slow_after_ms > 0 ? t.slow_after_ms : options_.slow_after_ms);
-  last_progress_ms_ = clock_.now_ms();
-  committer_.after_commit([this, worker, m = std::move(m)](const Status& ok) {
-    if (ok) pool_->send(worker, m);
+  last_progress_ms_ = now;
+  queues = eligible_queues(pool);
+  committer_.after_commit([&pool, worker, messages = std::move(messages)](const Status& ok) {
+    if (!ok) return;
+    for (const Message& m : messages) pool.send(worker, m);
   });
   return {};
 }
 
-void Engine::on_worker_idle(int64_t) {
+void Engine::on_worker_idle(Pool&, int64_t) {
   if (accepting_) committer_.poke();
 }
 
 // ---- attempts --------------------------------------------------------------------------
 
-void Engine::on_worker_message(int64_t worker, const Message& m) {
-  // The worker keeps a result until it is acknowledged, once it is durable (or rejected).
-  committer_.after_commit([this, worker, task = m.task, token = m.token](const Status& ok) {
-    if (ok && pool_)
-      pool_->send(worker, Message{.type = MessageType::kAck, .token = token, .task = task});
-  });
+void Engine::on_worker_message(Pool& pool, int64_t worker, const Message& m) {
+  if (!pool.runs_program()) {
+    // The worker keeps a result until it is acknowledged, once it is durable (or rejected).
+    committer_.after_commit([&pool, worker, task = m.task, token = m.token](const Status& ok) {
+      if (ok) pool.send(worker, Message{.type = MessageType::kAck, .token = token, .task = task});
+    });
+  }
   auto it = running_.find(m.task);
   if (it == running_.end() || it->second.token != m.token || it->second.worker != worker) {
     // Fencing: a result for an attempt that was already given up is never recorded.
@@ -291,8 +347,15 @@ void Engine::on_worker_message(int64_t worker, const Message& m) {
     return;
   }
   Status r;
+  std::string result = m.result;
+  std::string note = m.error;
+  if (result.size() > kMaxResultBytes) {
+    note = fmt::format("result: {} bytes is over the {} KiB limit; not kept", result.size(),
+                       kMaxResultBytes / 1024);
+    result.clear();
+  }
   if (m.type == MessageType::kDone) {
-    r = end_attempt(m.task, Outcome::kSucceeded, m.exit_code, m.signal, m.error, true, m.result);
+    r = end_attempt(m.task, Outcome::kSucceeded, m.exit_code, m.signal, note, true, result);
   } else {
     Outcome outcome = Outcome::kFailed;
     std::string error = m.error;
@@ -301,12 +364,14 @@ void Engine::on_worker_message(int64_t worker, const Message& m) {
     } else if (m.reason == FailReason::kCancelled) {
       outcome = Outcome::kCancelled;
     }
-    r = end_attempt(m.task, outcome, m.exit_code, m.signal, error, m.retryable, m.result);
+    if (error.empty()) error = "failed (the worker gave no error)";
+    if (result.size() < m.result.size()) error += "; " + note;
+    r = end_attempt(m.task, outcome, m.exit_code, m.signal, error, m.retryable, result);
   }
   if (!r) spdlog::error("task {}: {}", m.task, r.error().message);
 }
 
-void Engine::on_worker_lost(int64_t worker, int64_t task, const std::string& token,
+void Engine::on_worker_lost(Pool&, int64_t worker, int64_t task, const std::string& token,
                             const std::string& why, LossCause cause) {
   if (task == 0) return;
   auto it = running_.find(task);
@@ -379,6 +444,7 @@ bool Engine::on_worker_reattach(int64_t worker, int64_t task, const std::string&
                              : "reattach refused: not the task's current attempt"});
   }
   if (!ours) return false;
+  it->second.pool = pool_;
   awaiting_reattach_.erase(task);
   if (awaiting_reattach_.empty()) {
     // Not from inside the pool's adoption: the last one back must get its slot first.
@@ -389,28 +455,41 @@ bool Engine::on_worker_reattach(int64_t worker, int64_t task, const std::string&
   return true;
 }
 
-void Engine::on_health_change(const HealthChange& c) {
-  std::string detail = fmt::format("slot {}{}{}", c.slot, c.detail.empty() ? "" : ": ", c.detail);
+void Engine::on_protocol_error(Pool& pool, int64_t worker, const std::string& detail) {
+  if (committer_.write()) {
+    (void)append_event({clock_.now_ms(), "protocol", 0, worker, "", "",
+                        fmt::format("pool {}: {}", pool.name(), detail)});
+  }
+}
+
+void Engine::on_health_change(Pool& pool, const HealthChange& c) {
+  std::string where = pool.runs_program() ? fmt::format("pool {} slot {}", pool.name(), c.slot)
+                                          : fmt::format("slot {}", c.slot);
+  std::string detail = fmt::format("{}{}{}", where, c.detail.empty() ? "" : ": ", c.detail);
   if (committer_.write()) {
     (void)append_event({clock_.now_ms(), "worker", 0, c.worker, worker_health_name(c.from),
                         worker_health_name(c.to), detail});
   }
   if (!alerts_) return;
-  nlohmann::json who = {{"worker", c.worker}, {"slot", c.slot}};
+  nlohmann::json who = {{"worker", c.worker}, {"slot", c.slot}, {"pool", pool.name()}};
   switch (c.to) {
     case WorkerHealth::kDead:
       alerts_->raise("worker_dead", fmt::format("worker {} is dead: {}", c.worker, c.detail), who);
       break;
     case WorkerHealth::kRecovering:
       if (metrics_) metrics_->worker_restarted();
-      alerts_->raise("worker_restarted", fmt::format("slot {}: {}", c.slot, c.detail), who);
+      alerts_->raise("worker_restarted", fmt::format("{}: {}", where, c.detail), who);
       break;
     case WorkerHealth::kGivenUp:
-      alerts_->raise("slot_given_up", fmt::format("slot {} given up: {}", c.slot, c.detail), who);
-      if (!degraded_) {
+      alerts_->raise("slot_given_up", fmt::format("{} given up: {}", where, c.detail), who);
+      if (!pool.runs_program() && !degraded_) {
         degraded_ = true;
         alerts_->raise("pool_degraded", "the commands pool is degraded: a slot was given up",
                        {{"pool", "commands"}});
+      } else if (pool.runs_program()) {
+        alerts_->raise("pool_degraded",
+                       fmt::format("pool {} is degraded: a slot was given up", pool.name()),
+                       {{"pool", pool.name()}});
       }
       break;
     default:
@@ -511,7 +590,7 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
   }
   last_progress_ms_ = end.finished_at_ms;
   stalled_ = false;
-  count(t.queue, TaskState::kRunning, end.to);
+  count(t.pool, t.queue, TaskState::kRunning, end.to);
   record_event(task_id, attempt.worker, TaskState::kRunning, end.to,
                outcome == Outcome::kSucceeded ? "" : end.error);
   if (end.to == TaskState::kScheduled) schedule_wake(end.run_after_ms);
@@ -524,7 +603,7 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
 Status Engine::move(const Task& task, TaskState to) {
   TRY(committer_.write());
   TRY(store_.move_task(task.id, to, clock_.now_ms()));
-  count(task.queue, task.state, to);
+  count(task.pool, task.queue, task.state, to);
   if (metrics_ && is_terminal(to)) metrics_->task_finished(task.queue, state_name(to));
   record_event(task.id, 0, task.state, to, "");
   if (to == TaskState::kScheduled) schedule_wake(task.run_after_ms);
@@ -532,10 +611,22 @@ Status Engine::move(const Task& task, TaskState to) {
   return {};
 }
 
-void Engine::count(const std::string& queue, TaskState from, TaskState to) {
+void Engine::count(const std::string& pool, const std::string& queue, TaskState from,
+                   TaskState to) {
   auto& c = counts_[queue];
   --c[static_cast<int>(from)];
   ++c[static_cast<int>(to)];
+  if (from == TaskState::kQueued) --queued_[pool][queue];
+  if (to == TaskState::kQueued) ++queued_[pool][queue];
+}
+
+void Engine::load_counts(const std::vector<QueueStateCount>& counts) {
+  counts_.clear();
+  queued_.clear();
+  for (const auto& c : counts) {
+    counts_[c.queue][static_cast<int>(c.state)] += c.count;
+    if (c.state == TaskState::kQueued) queued_[c.pool][c.queue] += c.count;
+  }
 }
 
 void Engine::record_event(int64_t task, int64_t worker, TaskState from, TaskState to,
@@ -587,7 +678,7 @@ Status Engine::revive_dependents(int64_t task_id) {
     auto task = store_.get_task(id);
     if (!task) return std::unexpected(task.error());
     TRY(store_.retry_task(id, TaskState::kWaiting, 1));
-    count((*task)->queue, TaskState::kSkipped, TaskState::kWaiting);
+    count((*task)->pool, (*task)->queue, TaskState::kSkipped, TaskState::kWaiting);
     record_event(id, 0, TaskState::kSkipped, TaskState::kWaiting, "a dependency was retried");
     TRY(revive_dependents(id));
   }
@@ -646,7 +737,9 @@ void Engine::cancel(const std::vector<int64_t>& ids,
       if (it == running_.end()) continue;
       cancelling_.insert(id);
       stopping.push_back(id);
-      pool_->send(it->second.worker, Message{.type = MessageType::kCancel, .task = id});
+      if (Pool* pool = it->second.pool) {
+        pool->send(it->second.worker, Message{.type = MessageType::kCancel, .task = id});
+      }
       continue;
     }
     if (auto r = move(t, TaskState::kCancelled); !r) return done(std::unexpected(r.error()));
@@ -694,7 +787,7 @@ Result<std::vector<int64_t>> Engine::retry(const std::vector<int64_t>& ids) {
                              [](TaskState s) { return s == TaskState::kSucceeded; });
     TaskState to = ready ? TaskState::kQueued : TaskState::kWaiting;
     TRY(store_.retry_task(id, to, 1));
-    count(t.queue, t.state, to);
+    count(t.pool, t.queue, t.state, to);
     record_event(id, 0, t.state, to, "retried");
     TRY(revive_dependents(id));
     retried.push_back(id);
@@ -720,10 +813,9 @@ Result<int64_t> Engine::clean(int64_t older_than_ms) {
   auto ids = store_.clean(clock_.now_ms() - older_than_ms);
   if (!ids) return std::unexpected(ids.error());
   for (int64_t id : *ids) ::unlink(log_path(id).c_str());
-  counts_.clear();
   auto counts = store_.count_tasks();
   if (!counts) return std::unexpected(counts.error());
-  for (const auto& c : *counts) counts_[c.queue][static_cast<int>(c.state)] = c.count;
+  load_counts(*counts);
   return static_cast<int64_t>(ids->size());
 }
 

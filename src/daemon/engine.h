@@ -54,11 +54,18 @@ class Engine final : public PoolListener {
   // Loads counters and queues, and settles what a previous daemon left running: each such
   // attempt ends as `daemon_lost` and the task retries while attempts remain.
   Status recover();
-  void attach(Pool& pool, Alerts& alerts, Metrics& metrics) {
-    pool_ = &pool;
+  // `commands` runs command tasks; user pools come and go with add_pool/remove_pool.
+  void attach(Pool& commands, Alerts& alerts, Metrics& metrics) {
+    pool_ = &commands;
+    pools_[commands.name()] = &commands;
     alerts_ = &alerts;
     metrics_ = &metrics;
   }
+  void add_pool(Pool& pool) { pools_[pool.name()] = &pool; }
+  // Before the pool is destroyed: its running tasks must have ended (Pool::shutdown).
+  void remove_pool(const std::string& name) { pools_.erase(name); }
+  // Queued tasks of a pool, in all its queues.
+  int64_t queued_for(const std::string& pool) const;
 
   // How many attempts recover() found running, still waiting for their workers.
   int awaiting_reattach() const { return static_cast<int>(awaiting_reattach_.size()); }
@@ -108,18 +115,20 @@ class Engine final : public PoolListener {
   int64_t running_in(const std::string& queue) const;
 
   // PoolListener
-  void on_worker_idle(int64_t worker) override;
-  void on_worker_message(int64_t worker, const Message& message) override;
-  void on_worker_lost(int64_t worker, int64_t task, const std::string& token,
+  void on_worker_idle(Pool& pool, int64_t worker) override;
+  void on_worker_message(Pool& pool, int64_t worker, const Message& message) override;
+  void on_worker_lost(Pool& pool, int64_t worker, int64_t task, const std::string& token,
                       const std::string& why, LossCause cause) override;
-  void on_health_change(const HealthChange& change) override;
+  void on_health_change(Pool& pool, const HealthChange& change) override;
+  void on_protocol_error(Pool& pool, int64_t worker, const std::string& detail) override;
   bool on_worker_reattach(int64_t worker, int64_t task, const std::string& token) override;
 
  private:
   struct RunningAttempt {
     int64_t worker = 0;
     std::string token;
-    Task task;  // as claimed: what ending the attempt needs, without reading it back
+    Pool* pool = nullptr;  // null until its worker reattaches (after a daemon restart)
+    Task task;             // as claimed: what ending the attempt needs, without reading it back
   };
   struct Waiter;
 
@@ -128,13 +137,16 @@ class Engine final : public PoolListener {
   Result<std::pair<std::vector<int64_t>, std::vector<NewTask>>> insert(
       std::vector<TaskSpec> specs, std::vector<size_t>* duplicates);
   void dispatch();
-  Status start_on(int64_t worker, std::vector<std::string>& queues);
-  std::vector<std::string> eligible_queues() const;
+  // Claims up to `room` tasks for the worker and sends them after the commit. Clears `queues`
+  // when they ran dry.
+  Status start_on(Pool& pool, int64_t worker, int room, std::vector<std::string>& queues);
+  std::vector<std::string> eligible_queues(const Pool& pool) const;
   Status end_attempt(int64_t task_id, Outcome outcome, std::optional<int> exit_code,
                      std::optional<int> signal, std::string error, bool retryable,
                      std::string result = {});
   Status move(const Task& task, TaskState to);
-  void count(const std::string& queue, TaskState from, TaskState to);
+  void count(const std::string& pool, const std::string& queue, TaskState from, TaskState to);
+  void load_counts(const std::vector<QueueStateCount>& counts);
   void record_event(int64_t task, int64_t worker, TaskState from, TaskState to, std::string detail);
   Status append_event(const Event& event);
   Status on_finished(int64_t task_id, TaskState state);
@@ -156,7 +168,8 @@ class Engine final : public PoolListener {
   Committer& committer_;
   const Clock& clock_;
   EngineOptions options_;
-  Pool* pool_ = nullptr;
+  Pool* pool_ = nullptr;  // commands
+  std::map<std::string, Pool*> pools_;
   Alerts* alerts_ = nullptr;
   Metrics* metrics_ = nullptr;
   MinuteCounter arrivals_;
@@ -172,6 +185,8 @@ class Engine final : public PoolListener {
   std::function<void()> reattach_done_;
   bool accepting_ = true;
   std::map<std::string, StateCounts> counts_;
+  // Queued tasks by pool, then queue: what dispatch looks at.
+  std::map<std::string, std::map<std::string, int64_t>> queued_;
   std::map<std::string, QueueInfo> queues_;
   std::unordered_map<int64_t, RunningAttempt> running_;
   std::map<std::string, int64_t> running_by_queue_;

@@ -71,6 +71,17 @@ const char* worker_health_name(WorkerHealth health) {
   return "starting";
 }
 
+// A task a worker holds.
+struct Flight {
+  std::string token;
+  pid_t group = 0;  // the task's process group (command worker), once reported
+  int64_t started_ms = 0;
+  int64_t slow_after_ms = 0;
+  int64_t deadline_ms = 0;   // a program's task: cancelled when it passes (0: none)
+  int64_t kill_at_mono = 0;  // a program's task, cancelled: the worker is killed after this
+  bool timed_out = false;    // its attempt already ended: the program's answer is dropped
+};
+
 struct Pool::Worker {
   Worker(asio::io_context& io, int sock_fd, int pid_fd)
       : socket(io, asio::local::stream_protocol(), sock_fd), pidfd(io, pid_fd) {}
@@ -81,17 +92,21 @@ struct Pool::Worker {
   asio::posix::stream_descriptor pidfd;
   // Shared with the pending read, which may complete (aborted) after the worker is gone.
   std::shared_ptr<std::string> inbuf = std::make_shared<std::string>();
-  std::deque<std::shared_ptr<const std::string>> outq;  // shared with the pending write
+  std::shared_ptr<std::vector<char>> chunk = std::make_shared<std::vector<char>>(65536);
+  std::string outbuf;  // messages queued while a write is out: they leave in one write
   bool writing = false;
-  bool leaving = false;  // asked to shut down: not replaced when it exits
-  std::string token;
-  pid_t task_group = 0;
-  int64_t task_started_ms = 0;
-  int64_t slow_after_ms = 0;
-  int64_t last_heartbeat_mono = 0;  // steady clock: a suspend or a clock step is no silence
-  std::string killed_because;       // why the supervisor killed it, if it did
+  bool leaving = false;               // asked to shut down: not replaced when it exits
+  int capacity = 1;                   // how many tasks it may hold
+  std::map<int64_t, Flight> flights;  // by task id: the oldest first
+  int64_t last_heartbeat_mono = 0;    // steady clock: a suspend or a clock step is no silence
+  std::string killed_because;         // why the supervisor killed it, if it did
   bool restarted_by_hand = false;
   std::set<int64_t> envs_sent;
+
+  void refresh_view() {
+    v.in_flight = static_cast<int>(flights.size());
+    v.task = flights.empty() ? 0 : flights.begin()->first;
+  }
 };
 
 struct Pool::Slot {
@@ -119,7 +134,10 @@ Pool::~Pool() {
     reattach_->close(ignored);
   }
   for (auto& [id, w] : workers_) {
-    if (w->task_group > 0) kill(-w->task_group, SIGKILL);
+    for (auto& [task, f] : w->flights) {
+      if (f.group > 0) kill(-f.group, SIGKILL);
+    }
+    if (runs_program()) kill(-w->v.pid, SIGKILL);
     kill(w->v.pid, SIGKILL);
   }
 }
@@ -167,38 +185,44 @@ void Pool::spawn(int slot) {
   s.awaiting_reattach = false;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    spdlog::error("pool: socketpair: {}", std::strerror(errno));
+    spdlog::error("pool: {}: socketpair: {}", name(), std::strerror(errno));
     return;
   }
   int64_t id = allocate_id_();
-  std::vector<std::string> args = {"rota",        "--home",
-                                   options_.home, "worker",
-                                   "--id",        std::to_string(id),
-                                   "--fd",        "3",
-                                   "--heartbeat", std::to_string(options_.heartbeat_ms)};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, sv[1], 3);
-  // Nothing else of the daemon's (its listening sockets above all) may live on in a worker.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 4);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
   pid_t pid = -1;
-  int rc = posix_spawn(&pid, options_.exe.c_str(), &actions, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  int rc = 0;
+  if (runs_program()) {
+    rc = spawn_program(id, sv[1], pid);
+  } else {
+    std::vector<std::string> args = {"rota",        "--home",
+                                     options_.home, "worker",
+                                     "--id",        std::to_string(id),
+                                     "--fd",        "3",
+                                     "--heartbeat", std::to_string(options_.heartbeat_ms)};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, sv[1], 3);
+    // Nothing else of the daemon's (its listening sockets above all) may live on in a worker.
+    posix_spawn_file_actions_addclosefrom_np(&actions, 4);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setpgroup(&attr, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+    rc = posix_spawn(&pid, options_.exe.c_str(), &actions, &attr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+  }
   close(sv[1]);
   if (rc != 0) {
     close(sv[0]);
-    spdlog::error("pool: cannot start a worker ({}): {}", options_.exe, std::strerror(rc));
+    spdlog::error("pool: {}: cannot start a worker ({}): {}", name(),
+                  runs_program() ? options_.program : options_.exe, std::strerror(rc));
     refill(slot, wall_now_ms(), true, fmt::format("cannot start: {}", std::strerror(rc)));
     return;
   }
@@ -219,6 +243,7 @@ void Pool::spawn(int slot) {
   w->v.last_heartbeat_ms = w->v.started_at_ms;
   w->last_heartbeat_mono = steady_ms();
   w->v.restarts = s.restarts;
+  w->capacity = std::max(1, options_.concurrency);
   s.worker = id;
   s.last_worker = id;
   Worker& ref = *w;
@@ -231,106 +256,248 @@ void Pool::spawn(int slot) {
   spdlog::debug("pool: worker {} started in slot {} (pid {})", id, slot, pid);
 }
 
+// The user's program, with its stdin and stdout on the socketpair and its stderr in its log.
+int Pool::spawn_program(int64_t id, int sock_fd, pid_t& pid) {
+  std::string log = fmt::format("{}/pool-{}-{}.log", options_.logs_dir, name(), id);
+  int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) return errno;
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    size_t eq = kv.find('=');
+    if (eq != std::string_view::npos) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  for (const auto& [k, v] : options_.env) env[k] = v;
+  env["ROTA_POOL"] = name();
+  env["ROTA_WORKER_ID"] = std::to_string(id);
+  env["ROTA_CONCURRENCY"] = std::to_string(std::max(1, options_.concurrency));
+  env["ROTA_HEARTBEAT_MS"] = std::to_string(options_.heartbeat_ms);
+  env["ROTA_HOME"] = options_.home;
+  std::vector<std::string> vars;
+  for (const auto& [k, v] : env) vars.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& v : vars) envp.push_back(v.data());
+  envp.push_back(nullptr);
+  std::string sh = "/bin/sh", dash_c = "-c", program = options_.program;
+  std::vector<char*> argv = {sh.data(), dash_c.data(), program.data(), nullptr};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, sock_fd, 0);
+  posix_spawn_file_actions_adddup2(&actions, sock_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  if (!options_.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options_.cwd.c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+  int rc = posix_spawn(&pid, sh.c_str(), &actions, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(log_fd);
+  return rc;
+}
+
 // ---- messages --------------------------------------------------------------------------
 
+namespace {
+// A line longer than this is not a message: the worker is killed rather than buffered for ever.
+constexpr size_t kMaxLineBytes = 8 << 20;
+}  // namespace
+
+// Reads whatever has arrived and handles every complete line in it: a worker that sends many
+// results at once costs one read, not one per line.
 void Pool::read(Worker& w) {
   int64_t id = w.v.id;
   auto buffer = w.inbuf;
-  asio::async_read_until(w.socket, asio::dynamic_buffer(*buffer), '\n',
-                         [this, id, buffer](const boost::system::error_code& ec, size_t n) {
-                           Worker* w = find(id);
-                           if (!w || ec) return;  // the pidfd reports the exit
-                           std::string line = buffer->substr(0, n - 1);
-                           buffer->erase(0, n);
-                           on_line(*w, line);
-                           if ((w = find(id))) read(*w);
-                         });
+  auto chunk = w.chunk;
+  w.socket.async_read_some(
+      asio::buffer(*chunk),
+      [this, id, buffer, chunk](const boost::system::error_code& ec, size_t n) {
+        Worker* w = find(id);
+        if (!w) return;
+        if (ec) {
+          // A program that closed its stdout is dead even if its process lingers; rota's own
+          // worker's exit is reported by its pidfd.
+          if (runs_program() && w->v.health != WorkerHealth::kDead && !w->leaving) {
+            w->killed_because = fmt::format("worker {} closed its stdout", id);
+            set_health(*w, WorkerHealth::kDead, w->killed_because);
+            kill_worker(*w);
+          }
+          return;
+        }
+        buffer->append(chunk->data(), n);
+        size_t start = 0;
+        for (size_t nl; (nl = buffer->find('\n', start)) != std::string::npos; start = nl + 1) {
+          on_line(*w, std::string_view(*buffer).substr(start, nl - start));
+          if (!(w = find(id))) return;
+        }
+        buffer->erase(0, start);
+        if (buffer->size() > kMaxLineBytes) {
+          w->killed_because =
+              fmt::format("worker {} sent a line over {} MiB", id, kMaxLineBytes >> 20);
+          set_health(*w, WorkerHealth::kDead, w->killed_because);
+          kill_worker(*w);
+          return;
+        }
+        read(*w);
+      });
+}
+
+void Pool::protocol_error(Worker& w, std::string detail, std::string_view line) {
+  std::string shown(line.substr(0, 200));
+  if (line.size() > 200) shown += "...";
+  spdlog::warn("pool: worker {} of pool {}: {}: {}", w.v.id, name(), detail, shown);
+  Message reply{.type = MessageType::kError};
+  reply.error = detail;
+  reply.payload = shown;
+  send(w.v.id, reply);
+  listener_.on_protocol_error(*this, w.v.id, fmt::format("{}: {}", detail, shown));
 }
 
 void Pool::on_line(Worker& w, std::string_view line) {
   // Declared dead and killed: what it still had in flight must not revive it.
   if (w.v.health == WorkerHealth::kDead) return;
-  auto message = decode(line);
-  if (!message) {
-    spdlog::warn("pool: worker {}: {}", w.v.id, message.error().message);
-    return;
-  }
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  // Any line is a sign of life.
   w.v.last_heartbeat_ms = wall_now_ms();
   w.last_heartbeat_mono = steady_ms();
+  if (runs_program()) {
+    size_t first = line.find_first_not_of(" \t");
+    if (first == std::string_view::npos) return;
+    if (line[first] != '{') {
+      // A stray print: worth a warning, not a death.
+      std::string shown(line.substr(0, 300));
+      spdlog::warn("pool: worker {} of pool {} wrote a line that is not a message: {}", w.v.id,
+                   name(), shown);
+      return;
+    }
+  }
+  auto message = decode(line);
+  if (!message) {
+    if (runs_program()) {
+      protocol_error(w, message.error().message, line);
+    } else {
+      spdlog::warn("pool: worker {}: {}", w.v.id, message.error().message);
+    }
+    return;
+  }
   if (w.v.health == WorkerHealth::kUnresponsive) {
-    set_health(w, w.token.empty() ? WorkerHealth::kIdle : WorkerHealth::kWorking,
+    set_health(w, w.flights.empty() ? WorkerHealth::kIdle : WorkerHealth::kWorking,
                "heartbeats resumed");
   }
   switch (message->type) {
     case MessageType::kHello:
+      if (w.v.health != WorkerHealth::kStarting) return;
+      if (runs_program() && message->concurrency >= 1) {
+        w.capacity = std::min(w.capacity, message->concurrency);
+      }
       set_health(w, WorkerHealth::kIdle);
-      if (!w.leaving) listener_.on_worker_idle(w.v.id);
+      if (!w.leaving) listener_.on_worker_idle(*this, w.v.id);
       return;
     case MessageType::kHeartbeat:
-      if (message->pid && !w.token.empty() && message->token == w.token) {
-        w.task_group = static_cast<pid_t>(message->pid);
+      if (message->pid) {
+        auto it = w.flights.find(message->task);
+        if (it != w.flights.end() && it->second.token == message->token) {
+          it->second.group = static_cast<pid_t>(message->pid);
+        }
       }
       return;
     case MessageType::kDone:
-    case MessageType::kFail: {
-      bool current = !w.token.empty() && message->token == w.token;
-      if (current) {
-        message->type == MessageType::kDone ? ++w.v.tasks_done : ++w.v.tasks_failed;
-        w.v.task = 0;
-        w.token.clear();
-        w.task_group = 0;
-        set_health(w, WorkerHealth::kIdle);
+    case MessageType::kFail:
+      if (message->task <= 0) {
+        if (runs_program()) protocol_error(w, "done and fail need the task's id", line);
+        return;
       }
-      int64_t id = w.v.id;
-      bool leaving = w.leaving;
-      listener_.on_worker_message(id, *message);
-      if (current && !leaving && find(id)) listener_.on_worker_idle(id);
+      on_result(w, *message);
       return;
-    }
     default:
+      if (runs_program()) {
+        protocol_error(
+            w, fmt::format("a worker does not send \"{}\"", message_type_name(message->type)),
+            line);
+      }
       return;
   }
 }
 
-void Pool::reserve(int64_t worker, int64_t task, const std::string& token, int64_t slow_after_ms) {
+// A done or fail: the worker lets go of the task, and the listener records the result (fenced
+// by the attempt's token: a program does not send one, the flight has it).
+void Pool::on_result(Worker& w, Message& m) {
+  auto it = w.flights.find(m.task);
+  bool current = it != w.flights.end() && (runs_program() || it->second.token == m.token);
+  if (current) {
+    bool timed_out = it->second.timed_out;
+    if (runs_program()) m.token = it->second.token;
+    w.flights.erase(it);
+    w.refresh_view();
+    if (w.flights.empty()) set_health(w, WorkerHealth::kIdle);
+    if (timed_out) return;  // its attempt already ended as a timeout
+    m.type == MessageType::kDone ? ++w.v.tasks_done : ++w.v.tasks_failed;
+  }
+  int64_t id = w.v.id;
+  bool leaving = w.leaving;
+  listener_.on_worker_message(*this, id, m);
+  if (current && !leaving && find(id)) listener_.on_worker_idle(*this, id);
+}
+
+void Pool::reserve(int64_t worker, int64_t task, const std::string& token, int64_t slow_after_ms,
+                   int64_t deadline_ms) {
   Worker* w = find(worker);
   if (!w) return;
-  w->v.task = task;
-  w->token = token;
-  w->task_group = 0;
-  w->task_started_ms = wall_now_ms();
-  w->slow_after_ms = slow_after_ms;
-  set_health(*w, WorkerHealth::kWorking);
+  w->flights[task] = Flight{.token = token,
+                            .started_ms = wall_now_ms(),
+                            .slow_after_ms = slow_after_ms,
+                            .deadline_ms = runs_program() ? deadline_ms : 0};
+  w->refresh_view();
+  if (w->v.health == WorkerHealth::kIdle) set_health(*w, WorkerHealth::kWorking);
 }
 
 void Pool::send(int64_t worker, const Message& message) {
   Worker* w = find(worker);
   if (!w) return;
-  Message m = message;
-  m.worker = worker;
-  if (m.command && m.command->env_id) {
-    // The worker keeps every environment it was sent: send each only once.
-    if (!w->envs_sent.insert(m.command->env_id).second) m.command->env = nullptr;
+  if (runs_program()) {
+    if (message.type == MessageType::kCancel) {
+      // It has the kill grace to let go of the task; then the worker goes.
+      auto it = w->flights.find(message.task);
+      if (it == w->flights.end()) return;
+      if (it->second.kill_at_mono == 0) {
+        it->second.kill_at_mono = steady_ms() + options_.kill_grace_ms;
+      }
+    }
+    std::string line = encode_for_program(message);
+    if (line.empty()) return;
+    w->outbuf += line;
+  } else {
+    Message m = message;
+    m.worker = worker;
+    if (m.command && m.command->env_id) {
+      // The worker keeps every environment it was sent: send each only once.
+      if (!w->envs_sent.insert(m.command->env_id).second) m.command->env = nullptr;
+    }
+    w->outbuf += encode(m);
   }
-  w->outq.push_back(std::make_shared<const std::string>(encode(m)));
   if (!w->writing) write_next(*w);
 }
 
 void Pool::write_next(Worker& w) {
-  if (w.outq.empty()) {
+  if (w.outbuf.empty()) {
     w.writing = false;
     return;
   }
   w.writing = true;
   int64_t id = w.v.id;
-  auto message = w.outq.front();
-  asio::async_write(w.socket, asio::buffer(*message),
-                    [this, id, message](const boost::system::error_code& ec, size_t) {
+  auto out = std::make_shared<std::string>(std::move(w.outbuf));
+  w.outbuf.clear();
+  asio::async_write(w.socket, asio::buffer(*out),
+                    [this, id, out](const boost::system::error_code& ec, size_t) {
                       Worker* w = find(id);
                       if (!w) return;
-                      w->outq.pop_front();
                       if (ec) {
-                        w->outq.clear();
+                        w->outbuf.clear();
                         w->writing = false;
                         return;
                       }
@@ -348,7 +515,7 @@ void Pool::set_health(Worker& w, WorkerHealth to, std::string detail) {
   bool routine = (from == WorkerHealth::kIdle || from == WorkerHealth::kWorking ||
                   from == WorkerHealth::kStarting) &&
                  (to == WorkerHealth::kIdle || to == WorkerHealth::kWorking);
-  if (!routine) listener_.on_health_change({w.v.id, w.v.slot, from, to, std::move(detail)});
+  if (!routine) listener_.on_health_change(*this, {w.v.id, w.v.slot, from, to, std::move(detail)});
 }
 
 void Pool::set_slot_state(Slot& s, WorkerHealth to, std::string detail) {
@@ -358,28 +525,64 @@ void Pool::set_slot_state(Slot& s, WorkerHealth to, std::string detail) {
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (slots_[i].get() == &s) index = static_cast<int>(i);
   }
-  if (from != to) listener_.on_health_change({s.last_worker, index, from, to, std::move(detail)});
+  if (from != to) {
+    listener_.on_health_change(*this, {s.last_worker, index, from, to, std::move(detail)});
+  }
 }
 
 void Pool::check_health(int64_t now) {
   std::vector<Worker*> dead;
+  std::vector<std::pair<int64_t, Message>> timeouts;  // (worker, the fail to record)
   int64_t mono = steady_ms();
+  bool past_stop = stopping_ && stop_deadline_mono_ > 0 && mono >= stop_deadline_mono_;
   for (auto& [id, wp] : workers_) {
     Worker& w = *wp;
     if (w.v.health == WorkerHealth::kDead) continue;
     int64_t silent = mono - w.last_heartbeat_mono;
+    if (runs_program()) {
+      for (auto& [task, f] : w.flights) {
+        if (f.kill_at_mono > 0 && mono >= f.kill_at_mono && w.killed_because.empty()) {
+          w.killed_because = fmt::format("task {} was not let go within {} of its cancel", task,
+                                         format_duration_ms(options_.kill_grace_ms));
+        } else if (f.deadline_ms > 0 && now >= f.deadline_ms && !f.timed_out) {
+          // Past its deadline: the attempt ends now; the program is asked to let go of it.
+          f.timed_out = true;
+          f.kill_at_mono = mono + options_.kill_grace_ms;
+          Message fail{.type = MessageType::kFail, .token = f.token, .task = task};
+          fail.reason = FailReason::kTimeout;
+          fail.error = "timeout";
+          timeouts.emplace_back(id, std::move(fail));
+        }
+      }
+      if (past_stop && w.killed_because.empty()) {
+        w.killed_because = fmt::format("worker {} did not stop within its grace", id);
+      }
+      if (!w.killed_because.empty()) {
+        dead.push_back(&w);
+        continue;
+      }
+    }
     if (silent >= options_.dead_after_ms) {
       w.killed_because = fmt::format("no heartbeat for {}", format_duration_ms(silent));
       dead.push_back(&w);
     } else if (silent >= options_.unresponsive_after_ms) {
       set_health(w, WorkerHealth::kUnresponsive,
                  fmt::format("no heartbeat for {}", format_duration_ms(silent)));
-    } else if (w.v.health == WorkerHealth::kWorking && w.slow_after_ms > 0 &&
-               now - w.task_started_ms >= w.slow_after_ms) {
-      set_health(w, WorkerHealth::kSlow,
-                 fmt::format("task {} running for {}", w.v.task,
-                             format_duration_ms(now - w.task_started_ms)));
+    } else if (w.v.health == WorkerHealth::kWorking) {
+      for (const auto& [task, f] : w.flights) {
+        if (f.slow_after_ms > 0 && now - f.started_ms >= f.slow_after_ms) {
+          set_health(
+              w, WorkerHealth::kSlow,
+              fmt::format("task {} running for {}", task, format_duration_ms(now - f.started_ms)));
+          break;
+        }
+      }
     }
+  }
+  for (auto& [worker, fail] : timeouts) {
+    auto send_cancel = Message{.type = MessageType::kCancel, .task = fail.task};
+    send(worker, send_cancel);
+    listener_.on_worker_message(*this, worker, fail);
   }
   for (Worker* w : dead) {
     set_health(*w, WorkerHealth::kDead, w->killed_because);
@@ -388,7 +591,9 @@ void Pool::check_health(int64_t now) {
 }
 
 void Pool::kill_worker(Worker& w) {
-  if (w.task_group > 0) kill(-w.task_group, SIGKILL);
+  for (auto& [task, f] : w.flights) {
+    if (f.group > 0) kill(-f.group, SIGKILL);
+  }
   kill(-w.v.pid, SIGKILL);
   kill(w.v.pid, SIGKILL);
 }
@@ -406,30 +611,38 @@ void Pool::on_exit(int64_t id) {
   if (!w) return;
   siginfo_t info{};
   waitid(P_PID, static_cast<id_t>(w->v.pid), &info, WEXITED | WNOHANG);
-  // The task ran in its own process group: it must not outlive its worker. A worker can die
+  // A task ran in its own process group: it must not outlive its worker. A worker can die
   // before it reports that group; then the task is found by its environment.
-  if (w->task_group > 0) {
-    kill(-w->task_group, SIGKILL);
-  } else if (w->v.task) {
-    kill_attempt_processes(w->token);
+  for (auto& [task, f] : w->flights) {
+    if (f.group > 0) {
+      kill(-f.group, SIGKILL);
+    } else if (!runs_program()) {
+      kill_attempt_processes(f.token);
+    }
   }
-  int64_t task = w->v.task;
+  // Whatever a program left in its group goes with it.
+  if (runs_program()) kill(-w->v.pid, SIGKILL);
+  auto flights = std::move(w->flights);
   LossCause cause = w->restarted_by_hand ? LossCause::kRestartedByHand : LossCause::kDied;
-  std::string token = w->token;
   int slot = w->v.slot;
   bool expected = w->leaving || stopping_;
   int64_t now = wall_now_ms();
   int64_t lived = now - w->v.started_at_ms;
-  bool crash_loop = w->v.health == WorkerHealth::kStarting ||
-                    (lived < kYoungMs && task == 0 && w->v.tasks_done + w->v.tasks_failed == 0);
+  bool crash_loop =
+      w->v.health == WorkerHealth::kStarting ||
+      (lived < kYoungMs && flights.empty() && w->v.tasks_done + w->v.tasks_failed == 0);
   std::string why = !w->killed_because.empty() ? w->killed_because
                     : info.si_code == CLD_EXITED
                         ? fmt::format("worker {} exited with status {}", id, info.si_status)
                         : fmt::format("worker {} killed by signal {}", id, info.si_status);
-  if (expected) {
+  if (expected && w->killed_because.empty()) {
     set_health(*w, WorkerHealth::kStopped);
   } else {
-    spdlog::warn("pool: {}", why);
+    if (runs_program()) {
+      spdlog::warn("pool: {} (pool {})", why, name());
+    } else {
+      spdlog::warn("pool: {}", why);
+    }
     set_health(*w, WorkerHealth::kDead, why);
   }
   workers_.erase(id);
@@ -437,7 +650,10 @@ void Pool::on_exit(int64_t id) {
       slots_[static_cast<size_t>(slot)]->worker == id) {
     slots_[static_cast<size_t>(slot)]->worker = 0;
   }
-  listener_.on_worker_lost(id, task, token, why, cause);
+  for (auto& [task, f] : flights) {
+    if (!f.timed_out) listener_.on_worker_lost(*this, id, task, f.token, why, cause);
+  }
+  if (flights.empty()) listener_.on_worker_lost(*this, id, 0, {}, why, cause);
   if (!expected && slot >= 0 && static_cast<size_t>(slot) < slots_.size()) {
     refill(slot, now, crash_loop, why);
   }
@@ -502,6 +718,8 @@ bool Pool::restart(int64_t worker) {
 
 void Pool::shutdown(int64_t grace_ms, std::function<void()> done) {
   stopping_ = true;
+  // rota's own worker escalates by itself; a user's program is killed if it outstays.
+  stop_deadline_mono_ = steady_ms() + grace_ms + options_.kill_grace_ms;
   on_shutdown_ = std::move(done);
   for (auto& s : slots_) s->timer.cancel();
   for (auto& [id, w] : workers_) {
@@ -580,9 +798,8 @@ void Pool::adopt(asio::local::stream_protocol::socket socket, std::string buffer
   w->last_heartbeat_mono = steady_ms();
   bool accepted = listener_.on_worker_reattach(id, hello.task, hello.token);
   if (accepted && hello.task) {
-    w->v.task = hello.task;
-    w->token = hello.token;
-    w->task_started_ms = wall_now_ms();
+    w->flights[hello.task] = Flight{.token = hello.token, .started_ms = wall_now_ms()};
+    w->refresh_view();
     w->v.health = WorkerHealth::kWorking;
   } else {
     w->v.health = WorkerHealth::kIdle;
@@ -628,7 +845,11 @@ void Pool::detach() {
   if (reattach_) reattach_->close();
   for (auto& s : slots_) s->timer.cancel();
   // Closing the sockets is all: each worker with a task keeps it and reattaches to the next
-  // daemon; an idle one exits.
+  // daemon; an idle one exits. A user's program cannot reattach: it is stopped, and the next
+  // daemon runs its tasks again.
+  if (runs_program()) {
+    for (auto& [id, w] : workers_) kill(-w->v.pid, SIGTERM);
+  }
   workers_.clear();
 }
 
@@ -640,6 +861,20 @@ std::vector<int64_t> Pool::idle_workers() const {
     if (w->v.health == WorkerHealth::kIdle && !w->leaving) ids.push_back(id);
   }
   return ids;
+}
+
+std::vector<std::pair<int64_t, int>> Pool::free_workers() const {
+  std::vector<std::pair<int64_t, int>> out;
+  for (const auto& [id, w] : workers_) {
+    if (w->leaving) continue;
+    WorkerHealth h = w->v.health;
+    if (h != WorkerHealth::kIdle && h != WorkerHealth::kWorking && h != WorkerHealth::kSlow) {
+      continue;
+    }
+    int room = w->capacity - static_cast<int>(w->flights.size());
+    if (room > 0) out.emplace_back(id, room);
+  }
+  return out;
 }
 
 std::vector<WorkerView> Pool::view() const {

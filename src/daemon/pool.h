@@ -1,8 +1,9 @@
-// The supervisor of the `commands` pool. The pool has N slots; each slot holds one
-// `rota worker` process, tied to the daemon by a socketpair. The supervisor notices a worker's
-// exit at once (pidfd), watches its heartbeats, kills one that stops answering, and refills
-// the slot with growing delays; a slot that restarts too often is given up (the pool is then
-// degraded).
+// The supervisor of one pool. The pool has N slots; each slot holds one worker process, tied
+// to the daemon by a socketpair: rota's own `rota worker` for the `commands` pool, or the
+// user's program for any other (its stdin and stdout; docs/protocol.md, "User pools"). The
+// supervisor notices a worker's exit at once (pidfd), watches its heartbeats, kills one that
+// stops answering, and refills the slot with growing delays; a slot that restarts too often is
+// given up (the pool is then degraded). A worker holds up to `concurrency` tasks at once.
 #pragma once
 
 #include <sys/types.h>
@@ -18,6 +19,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -43,7 +45,8 @@ struct WorkerView {
   int slot = -1;
   pid_t pid = 0;
   WorkerHealth health = WorkerHealth::kStarting;
-  int64_t task = 0;
+  int64_t task = 0;   // the oldest task it holds; 0: none
+  int in_flight = 0;  // tasks it holds
   int64_t started_at_ms = 0;
   int64_t last_heartbeat_ms = 0;
   int64_t tasks_done = 0;
@@ -63,24 +66,42 @@ struct HealthChange {
   std::string detail;
 };
 
+class Pool;
+
 // What the pool tells the daemon. Every call happens on the event loop.
 class PoolListener {
  public:
   virtual ~PoolListener() = default;
-  virtual void on_worker_idle(int64_t worker) = 0;
-  virtual void on_worker_message(int64_t worker, const Message& message) = 0;
-  // The worker's process is gone; `task`/`token` were running on it (0/empty if none).
-  virtual void on_worker_lost(int64_t worker, int64_t task, const std::string& token,
+  // The worker has room for another task.
+  virtual void on_worker_idle(Pool& pool, int64_t worker) = 0;
+  // A result (done or fail, its token filled in) for one of the worker's tasks.
+  virtual void on_worker_message(Pool& pool, int64_t worker, const Message& message) = 0;
+  // The worker's process is gone, or the worker let go of the task; `task`/`token` were
+  // running on it (0/empty if none).
+  virtual void on_worker_lost(Pool& pool, int64_t worker, int64_t task, const std::string& token,
                               const std::string& why, LossCause cause) = 0;
-  virtual void on_health_change(const HealthChange& change) = 0;
+  virtual void on_health_change(Pool& pool, const HealthChange& change) = 0;
+  // A user's program sent a line that is not a valid message; it was told so.
+  virtual void on_protocol_error(Pool& pool, int64_t worker, const std::string& detail) = 0;
   // A worker of a previous daemon reconnected, running `task` with `token` (0/empty: idle).
   // True if that attempt is still the task's running attempt: the worker is adopted.
   virtual bool on_worker_reattach(int64_t worker, int64_t task, const std::string& token) = 0;
 };
 
 struct PoolOptions {
+  std::string name = "commands";
   std::string exe;  // the rota binary
   std::string home;
+  // A user's pool: its program, run with /bin/sh -c in `cwd` with `env` added to the daemon's
+  // environment, its stderr appended to logs_dir/pool-NAME-WORKER.log. Empty: rota's own
+  // command worker.
+  std::string program;
+  std::string cwd;
+  std::map<std::string, std::string> env;
+  std::string logs_dir;
+  int concurrency = 1;
+  std::vector<std::string> queues;  // the queues its workers take tasks from; empty: all
+  int64_t kill_grace_ms = 5000;     // a program's task past its deadline or cancelled: then killed
   int64_t heartbeat_ms = 1000;
   int64_t unresponsive_after_ms = 5000;
   int64_t dead_after_ms = 15'000;
@@ -108,21 +129,31 @@ class Pool {
   // keep running it and reattach to the next daemon.
   void detach();
   int size() const { return static_cast<int>(slots_.size()); }
+  const std::string& name() const { return options_.name; }
+  const PoolOptions& options() const { return options_; }
+  // A user's program (message tasks), not rota's command worker.
+  bool runs_program() const { return !options_.program.empty(); }
+  // New settings for the workers started from now on (scale(0) then scale(n) replaces them).
+  void reconfigure(PoolOptions options) { options_ = std::move(options); }
 
-  // Marks an idle worker as working on `task`; the task message follows with send().
-  // REQUIRES: the worker is idle.
-  void reserve(int64_t worker, int64_t task, const std::string& token, int64_t slow_after_ms);
+  // Marks `task` as held by the worker (which has room for it); the task message follows with
+  // send(). `deadline_ms` (Unix ms, 0: none) is enforced here for a user's program.
+  void reserve(int64_t worker, int64_t task, const std::string& token, int64_t slow_after_ms,
+               int64_t deadline_ms);
   void send(int64_t worker, const Message& message);
-  // Restarts a worker by hand (kills it; its task is retried), or the slot it last held if that
-  // slot was given up. Clears the slot's restart history. False if no such worker or slot.
+  // Restarts a worker by hand (kills it; its tasks are retried), or the slot it last held if
+  // that slot was given up. Clears the slot's restart history. False if no such worker or slot.
   bool restart(int64_t worker);
   // Stops every worker: running tasks get `grace_ms`. `done` runs once all have exited.
   void shutdown(int64_t grace_ms, std::function<void()> done);
 
-  // Moves health states along by heartbeat age and task run time; kills dead workers.
-  // The daemon calls it on a timer.
+  // Moves health states along by heartbeat age and task run time; kills dead workers; for a
+  // user's program, cancels tasks past their deadline and kills a worker that will not let go
+  // of one. The daemon calls it on a timer.
   void check_health(int64_t now_ms);
 
+  // Workers with room for more tasks, and how many more each can take.
+  std::vector<std::pair<int64_t, int>> free_workers() const;
   std::vector<int64_t> idle_workers() const;
   // Every worker, and every slot that has none (recovering, given up).
   std::vector<WorkerView> view() const;
@@ -141,6 +172,10 @@ class Pool {
   void set_slot_state(Slot& s, WorkerHealth to, std::string detail);
   void kill_worker(Worker& w);
   void write_next(Worker& w);
+  void on_result(Worker& w, Message& message);
+  void program_line(Worker& w, std::string_view line);
+  void protocol_error(Worker& w, std::string detail, std::string_view line);
+  int spawn_program(int64_t id, int sock_fd, pid_t& pid);
   Worker* find(int64_t id);
   const Worker* find(int64_t id) const;
   void maybe_done_shutdown();
@@ -153,6 +188,7 @@ class Pool {
   PoolListener& listener_;
   IdAllocator allocate_id_;
   bool stopping_ = false;
+  int64_t stop_deadline_mono_ = 0;  // shutdown: a program still running then is killed
   std::function<void()> on_shutdown_;
   std::map<int64_t, std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Slot>> slots_;

@@ -118,6 +118,17 @@ CREATE TABLE watches (
   created_at_ms INTEGER NOT NULL
 );
 )sql"},
+    Migration{7, R"sql(
+ALTER TABLE tasks ADD COLUMN pool TEXT NOT NULL DEFAULT 'commands';
+ALTER TABLE tasks ADD COLUMN payload TEXT;
+DROP INDEX tasks_claim;
+CREATE INDEX tasks_claim ON tasks (state, pool, queue, priority DESC, id);
+CREATE TABLE pools (
+  name TEXT PRIMARY KEY,
+  definition TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL
+);
+)sql"},
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,7 +26,7 @@ constexpr const char* kTaskColumns =
     "id, state, queue, priority, attempts, max_attempts, backoff_base_ms, backoff_max_ms, "
     "timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, exit_code, signal, error, "
     "created_at_ms, started_at_ms, finished_at_ms, worker, token, slow_after_ms, result, vars, "
-    "batch_id, schedule, slot_ms, item, isolation, http";
+    "batch_id, schedule, slot_ms, item, isolation, http, pool, payload";
 
 bool file_exists(const std::string& path) {
   struct stat st {};
@@ -207,9 +208,9 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
           "INSERT INTO tasks (state, queue, priority, attempts, max_attempts, backoff_base_ms, "
           "backoff_max_ms, timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, "
           "created_at_ms, finished_at_ms, slow_after_ms, unique_key, vars, batch_id, schedule, "
-          "slot_ms, item, isolation, http) "
+          "slot_ms, item, isolation, http, pool, payload) "
           "VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-          "?18, ?19, ?20, ?21, ?22, ?23, ?24)");
+          "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)");
       if (!stmt) return std::unexpected(stmt.error());
       const TaskSpec& s = t.spec;
       stmt->bind(1, state_name(t.state)).bind(2, s.queue).bind(3, int64_t{s.priority});
@@ -263,6 +264,12 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
         stmt->bind(24, http_to_json(*s.command.http));
       } else {
         stmt->bind_null(24);
+      }
+      stmt->bind(25, s.pool);
+      if (s.payload.empty()) {
+        stmt->bind_null(26);
+      } else {
+        stmt->bind(26, s.payload);
       }
       if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("insert task"));
     }
@@ -323,6 +330,8 @@ Result<Task> SqliteStore::read_task(Stmt& s) {
     if (!http) return make_error(Code::kCorruption, fmt::format("task {}: bad http", t.id));
     t.command.http = std::move(*http);
   }
+  t.pool = s.text(32);
+  t.payload = s.text(33);
   return t;
 }
 
@@ -359,7 +368,8 @@ Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
   // One statement per index (the whole table, a batch, or a schedule's tasks) and order.
   static constexpr const char* kWhere =
       "(?2 IS NULL OR state = ?2) AND (?3 IS NULL OR queue = ?3) "
-      "AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5)";
+      "AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5) "
+      "AND (?8 IS NULL OR pool = ?8)";
   auto sql = [](const char* scope, bool newest) {
     return fmt::format("SELECT {} FROM tasks WHERE {}{} AND {} ORDER BY id{} LIMIT ?6",
                        kTaskColumns, scope, newest ? "(?1 = 0 OR id < ?1)" : "id > ?1", kWhere,
@@ -381,6 +391,7 @@ Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
   if (f.state) stmt->bind(2, state_name(*f.state));
   if (!f.queue.empty()) stmt->bind(3, f.queue);
   if (f.label) stmt->bind(4, f.label->first).bind(5, f.label->second);
+  if (!f.pool.empty()) stmt->bind(8, f.pool);
   stmt->bind(6, int64_t{f.limit});
   return read_tasks(*stmt);
 }
@@ -423,49 +434,52 @@ Result<std::vector<std::pair<int64_t, TaskState>>> SqliteStore::task_states(
   return states;
 }
 
-Result<std::optional<Task>> SqliteStore::claim(std::span<const std::string> queues, int64_t worker,
-                                               const std::string& token, int64_t now_ms) {
-  // One index probe per queue (tasks_claim), then the best head wins.
-  int64_t best_id = 0;
-  int64_t best_priority = 0;
+Result<std::vector<Task>> SqliteStore::claim(std::string_view pool,
+                                             std::span<const std::string> queues, int limit,
+                                             int64_t worker, const std::string& token,
+                                             int64_t now_ms) {
+  // Up to `limit` heads of each queue (one index range each: tasks_claim), then the best win.
+  std::vector<std::pair<int64_t, int64_t>> heads;  // (priority, id)
   for (const std::string& queue : queues) {
     auto head = db_->prepare(
-        "SELECT id, priority FROM tasks WHERE state = 'queued' AND queue = ?1 "
-        "ORDER BY priority DESC, id LIMIT 1");
+        "SELECT id, priority FROM tasks WHERE state = 'queued' AND pool = ?1 AND queue = ?2 "
+        "ORDER BY priority DESC, id LIMIT ?3");
     if (!head) return std::unexpected(head.error());
-    head->bind(1, queue);
-    if (head->step() != SQLITE_ROW) continue;
-    int64_t id = head->int64(0);
-    int64_t priority = head->int64(1);
-    if (best_id == 0 || priority > best_priority || (priority == best_priority && id < best_id)) {
-      best_id = id;
-      best_priority = priority;
-    }
+    head->bind(1, pool).bind(2, queue).bind(3, int64_t{limit});
+    while (head->step() == SQLITE_ROW) heads.emplace_back(head->int64(1), head->int64(0));
   }
-  if (best_id == 0) return std::optional<Task>();
+  if (queues.size() > 1) {
+    std::sort(heads.begin(), heads.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+  }
+  if (heads.size() > static_cast<size_t>(limit)) heads.resize(static_cast<size_t>(limit));
   static const std::string sql = fmt::format(
       "UPDATE tasks SET state = 'running', attempts = attempts + 1, worker = ?2, token = ?3, "
       "started_at_ms = ?4, finished_at_ms = NULL, exit_code = NULL, signal = NULL, error = NULL "
       "WHERE id = ?1 RETURNING {}",
       kTaskColumns);
-  std::optional<Task> task;
-  {
-    auto stmt = db_->prepare(sql.c_str());
-    if (!stmt) return std::unexpected(stmt.error());
-    stmt->bind(1, best_id).bind(2, worker).bind(3, token).bind(4, now_ms);
-    if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("claim"));
-    auto t = read_task(*stmt);
-    if (!t) return std::unexpected(t.error());
-    task = std::move(*t);
-    stmt->step();
+  std::vector<Task> tasks;
+  tasks.reserve(heads.size());
+  for (const auto& [priority, id] : heads) {
+    {
+      auto stmt = db_->prepare(sql.c_str());
+      if (!stmt) return std::unexpected(stmt.error());
+      stmt->bind(1, id).bind(2, worker).bind(3, token).bind(4, now_ms);
+      if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("claim"));
+      auto t = read_task(*stmt);
+      if (!t) return std::unexpected(t.error());
+      tasks.push_back(std::move(*t));
+      stmt->step();
+    }
+    auto attempt = db_->prepare(
+        "INSERT OR REPLACE INTO attempts (task_id, number, worker, started_at_ms) "
+        "VALUES (?1, ?2, ?3, ?4)");
+    if (!attempt) return std::unexpected(attempt.error());
+    attempt->bind(1, id).bind(2, int64_t{tasks.back().attempts}).bind(3, worker).bind(4, now_ms);
+    if (attempt->step() != SQLITE_DONE) return std::unexpected(db_->error("record attempt"));
   }
-  auto attempt = db_->prepare(
-      "INSERT OR REPLACE INTO attempts (task_id, number, worker, started_at_ms) "
-      "VALUES (?1, ?2, ?3, ?4)");
-  if (!attempt) return std::unexpected(attempt.error());
-  attempt->bind(1, task->id).bind(2, int64_t{task->attempts}).bind(3, worker).bind(4, now_ms);
-  if (attempt->step() != SQLITE_DONE) return std::unexpected(db_->error("record attempt"));
-  return task;
+  return tasks;
 }
 
 Status SqliteStore::finish_attempt(const AttemptEnd& e) {
@@ -580,12 +594,13 @@ Result<std::vector<Task>> SqliteStore::tasks_in_state(TaskState state) {
 }
 
 Result<std::vector<QueueStateCount>> SqliteStore::count_tasks() {
-  auto stmt = db_->prepare("SELECT queue, state, count(*) FROM tasks GROUP BY queue, state");
+  auto stmt =
+      db_->prepare("SELECT pool, queue, state, count(*) FROM tasks GROUP BY pool, queue, state");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<QueueStateCount> out;
   while (stmt->step() == SQLITE_ROW) {
-    if (auto state = parse_state(stmt->text(1))) {
-      out.push_back({stmt->text(0), *state, stmt->int64(2)});
+    if (auto state = parse_state(stmt->text(2))) {
+      out.push_back({stmt->text(0), stmt->text(1), *state, stmt->int64(3)});
     }
   }
   return out;
@@ -863,6 +878,35 @@ Result<std::vector<Task>> SqliteStore::recent_schedule_tasks(const std::string& 
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, schedule).bind(2, int64_t{limit});
   return read_tasks(*stmt);
+}
+
+Result<std::vector<PoolRecord>> SqliteStore::list_pools() {
+  auto stmt = db_->prepare("SELECT name, definition, created_at_ms FROM pools ORDER BY name");
+  if (!stmt) return std::unexpected(stmt.error());
+  std::vector<PoolRecord> out;
+  int rc;
+  while ((rc = stmt->step()) == SQLITE_ROW) {
+    out.push_back({stmt->text(0), stmt->text(1), stmt->int64(2)});
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(db_->error("list pools"));
+  return out;
+}
+
+Status SqliteStore::put_pool(const PoolRecord& p) {
+  auto stmt = db_->prepare(
+      "INSERT OR REPLACE INTO pools (name, definition, created_at_ms) VALUES (?1, ?2, ?3)");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, p.name).bind(2, p.definition).bind(3, p.created_at_ms);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("put pool"));
+  return {};
+}
+
+Status SqliteStore::delete_pool(const std::string& name) {
+  auto stmt = db_->prepare("DELETE FROM pools WHERE name = ?1");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, name);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("delete pool"));
+  return {};
 }
 
 Result<std::vector<WatchRecord>> SqliteStore::list_watches() {

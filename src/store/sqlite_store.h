@@ -10,7 +10,7 @@
 
 namespace rota {
 
-inline constexpr int kSchemaVersion = 6;
+inline constexpr int kSchemaVersion = 7;
 
 class SqliteStore final : public Store {
  public:
@@ -38,8 +38,9 @@ class SqliteStore final : public Store {
   Result<std::vector<Attempt>> list_attempts(int64_t task_id) override;
   Result<std::vector<std::pair<int64_t, TaskState>>> task_states(
       std::span<const int64_t> ids) override;
-  Result<std::optional<Task>> claim(std::span<const std::string> queues, int64_t worker,
-                                    const std::string& token, int64_t now_ms) override;
+  Result<std::vector<Task>> claim(std::string_view pool, std::span<const std::string> queues,
+                                  int limit, int64_t worker, const std::string& token,
+                                  int64_t now_ms) override;
   Status finish_attempt(const AttemptEnd& end) override;
   Status move_task(int64_t id, TaskState to, int64_t now_ms) override;
   Status retry_task(int64_t id, TaskState to, int extra_attempts) override;
@@ -63,6 +64,9 @@ class SqliteStore final : public Store {
   Result<std::vector<std::pair<std::string, int64_t>>> unfinished_schedule_tasks() override;
   Result<std::vector<ItemRun>> item_runs(const std::string& schedule) override;
   Result<std::vector<Task>> recent_schedule_tasks(const std::string& schedule, int limit) override;
+  Result<std::vector<PoolRecord>> list_pools() override;
+  Status put_pool(const PoolRecord& pool) override;
+  Status delete_pool(const std::string& name) override;
   Result<std::vector<WatchRecord>> list_watches() override;
   Status put_watch(const WatchRecord& watch) override;
   Status delete_watch(const std::string& name) override;

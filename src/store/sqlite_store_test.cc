@@ -63,16 +63,43 @@ TEST_F(SqliteStoreTest, ClaimsByPriorityThenAge) {
   std::vector<std::string> queues = {"a", "b"};
   std::vector<int64_t> order;
   for (int i = 0; i < 4; ++i) {
-    auto t = store->claim(queues, 1, "tok", 2000);
-    ASSERT_TRUE(t && *t);
-    EXPECT_EQ((*t)->state, TaskState::kRunning);
-    EXPECT_EQ((*t)->attempts, 1);
-    order.push_back((*t)->id);
+    auto t = store->claim(kCommandsPool, queues, 1, 1, "tok", 2000);
+    ASSERT_TRUE(t && t->size() == 1);
+    EXPECT_EQ(t->front().state, TaskState::kRunning);
+    EXPECT_EQ(t->front().attempts, 1);
+    order.push_back(t->front().id);
   }
   EXPECT_EQ(order, (std::vector<int64_t>{(*ids)[1], (*ids)[2], (*ids)[0], (*ids)[3]}));
-  auto none = store->claim(queues, 1, "tok", 2000);
+  auto none = store->claim(kCommandsPool, queues, 1, 1, "tok", 2000);
   ASSERT_TRUE(none);
-  EXPECT_FALSE(*none);
+  EXPECT_TRUE(none->empty());
+  ASSERT_TRUE(store->commit());
+}
+
+// A batched claim takes the best `limit` tasks of its pool across queues, and no other pool's.
+TEST_F(SqliteStoreTest, BatchedClaimKeepsOrderAndPool) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows = {task("a", 0), task("b", 5), task("a", 5), task("b", 0)};
+  NewTask message = task("a", 9);
+  message.spec.pool = "py";
+  message.spec.payload = R"({"n":1})";
+  rows.push_back(message);
+  auto ids = store->insert_tasks(rows);
+  ASSERT_TRUE(ids);
+  std::vector<std::string> queues = {"a", "b"};
+  auto first = store->claim(kCommandsPool, queues, 3, 1, "tok", 2000);
+  ASSERT_TRUE(first);
+  std::vector<int64_t> order;
+  for (const Task& t : *first) order.push_back(t.id);
+  EXPECT_EQ(order, (std::vector<int64_t>{(*ids)[1], (*ids)[2], (*ids)[0]}));
+  auto messages = store->claim("py", queues, 10, 2, "tok2", 2000);
+  ASSERT_TRUE(messages && messages->size() == 1);
+  EXPECT_EQ(messages->front().payload, R"({"n":1})");
+  EXPECT_TRUE(messages->front().is_message());
+  auto rest = store->claim(kCommandsPool, queues, 10, 1, "tok", 2000);
+  ASSERT_TRUE(rest && rest->size() == 1);
+  EXPECT_EQ(rest->front().id, (*ids)[3]);
   ASSERT_TRUE(store->commit());
 }
 
@@ -85,7 +112,7 @@ TEST_F(SqliteStoreTest, CommittedWorkSurvivesReopen) {
     std::vector<NewTask> rows = {task("default", 0)};
     id = store->insert_tasks(rows)->front();
     std::vector<std::string> queues = {"default"};
-    ASSERT_TRUE(store->claim(queues, 7, "tok", 2000));
+    ASSERT_TRUE(store->claim(kCommandsPool, queues, 1, 7, "tok", 2000));
     AttemptEnd end{.task_id = id,
                    .attempt = 1,
                    .to = TaskState::kFailed,

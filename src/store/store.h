@@ -26,6 +26,7 @@ struct TaskFilter {
   std::optional<std::pair<std::string, std::string>> label;
   int64_t batch_id = 0;  // 0: any
   std::string schedule;  // empty: any
+  std::string pool;      // empty: any
   int64_t after_id = 0;  // keyset pagination: ids greater than this, ascending
   int limit = 1000;
   // kNewestFirst: descending ids, below `before_id` (0: from the newest); after_id is ignored.
@@ -53,6 +54,13 @@ struct ItemRun {
   TaskState state = TaskState::kQueued;
   int64_t started_at_ms = 0;
   int64_t finished_at_ms = 0;
+};
+
+// A user's pool as kept: its definition is JSON the pool manager owns.
+struct PoolRecord {
+  std::string name;
+  std::string definition;
+  int64_t created_at_ms = 0;
 };
 
 struct WatchRecord {
@@ -107,6 +115,7 @@ struct QueueInfo {
 };
 
 struct QueueStateCount {
+  std::string pool;
   std::string queue;
   TaskState state;
   int64_t count;
@@ -149,10 +158,13 @@ class Store {
   virtual Result<std::vector<std::pair<int64_t, TaskState>>> task_states(
       std::span<const int64_t> ids) = 0;
 
-  // Takes the next queued task of the best (priority, then age) head among `queues` and marks
-  // it running on `worker` with `token`, counting one more attempt. Empty if none is queued.
-  virtual Result<std::optional<Task>> claim(std::span<const std::string> queues, int64_t worker,
-                                            const std::string& token, int64_t now_ms) = 0;
+  // Takes up to `limit` queued tasks of `pool` from `queues`, best first (priority, then age,
+  // across the queues), and marks them running on `worker` with `token`, counting one more
+  // attempt each. Empty if none is queued.
+  virtual Result<std::vector<Task>> claim(std::string_view pool,
+                                          std::span<const std::string> queues, int limit,
+                                          int64_t worker, const std::string& token,
+                                          int64_t now_ms) = 0;
   // Ends the running attempt: the task moves to end.to with the attempt's result.
   virtual Status finish_attempt(const AttemptEnd& end) = 0;
   // Moves a task that is not running: waiting/scheduled -> queued, -> skipped, -> cancelled.
@@ -209,6 +221,10 @@ class Store {
   // A schedule's newest tasks, newest first.
   virtual Result<std::vector<Task>> recent_schedule_tasks(const std::string& schedule,
                                                           int limit) = 0;
+
+  virtual Result<std::vector<PoolRecord>> list_pools() = 0;
+  virtual Status put_pool(const PoolRecord& pool) = 0;  // insert or replace
+  virtual Status delete_pool(const std::string& name) = 0;
 
   virtual Result<std::vector<WatchRecord>> list_watches() = 0;
   virtual Status put_watch(const WatchRecord& watch) = 0;

@@ -10,8 +10,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<const char*, 8> kTypeNames = {"hello", "heartbeat", "done",     "fail",
-                                                   "task",  "cancel",    "shutdown", "ack"};
+constexpr std::array<const char*, 9> kTypeNames = {"hello",  "heartbeat", "done", "fail", "task",
+                                                   "cancel", "shutdown",  "ack",  "error"};
 constexpr std::array<const char*, 5> kReasonNames = {"exit", "signal", "timeout", "spawn",
                                                      "cancelled"};
 
@@ -101,6 +101,9 @@ std::string encode(const Message& m) {
     case MessageType::kCancel:
     case MessageType::kAck:
       break;
+    case MessageType::kError:
+      j["error"] = m.error;
+      break;
     case MessageType::kShutdown:
       j["grace_ms"] = m.grace_ms;
       break;
@@ -108,6 +111,30 @@ std::string encode(const Message& m) {
   std::string line = j.dump();
   line.push_back('\n');
   return line;
+}
+
+std::string encode_for_program(const Message& m) {
+  switch (m.type) {
+    case MessageType::kTask:
+      return fmt::format(R"({{"type":"task","task":{},"attempt":{},"deadline_ms":{},"payload":{}}})"
+                         "\n",
+                         m.task, m.attempt, m.deadline_ms, m.payload.empty() ? "null" : m.payload);
+    case MessageType::kCancel:
+      return fmt::format(R"({{"type":"cancel","task":{}}})"
+                         "\n",
+                         m.task);
+    case MessageType::kShutdown:
+      return fmt::format(R"({{"type":"shutdown","grace_ms":{}}})"
+                         "\n",
+                         m.grace_ms);
+    case MessageType::kError: {
+      json j = {{"type", "error"}, {"error", m.error}};
+      if (!m.payload.empty()) j["line"] = m.payload;  // the line it is about
+      return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    }
+    default:
+      return {};
+  }
 }
 
 Result<Message> decode(std::string_view line) {

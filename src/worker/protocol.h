@@ -26,7 +26,8 @@ enum class MessageType {
   kTask,
   kCancel,
   kShutdown,
-  kAck,  // the daemon recorded (or rejected) the result for `task`/`token`
+  kAck,    // the daemon recorded (or rejected) the result for `task`/`token`
+  kError,  // the daemon could not read a line a user's program sent
 };
 
 const char* message_type_name(MessageType type);
@@ -52,6 +53,7 @@ struct Message {
   int64_t deadline_ms = 0;  // Unix epoch ms after which the attempt is killed; 0: none
   int64_t grace_ms = 0;     // task and shutdown: how long SIGTERM has before SIGKILL
   std::optional<Command> command;
+  std::string payload;  // a message task's JSON text (user pools)
   std::string log_path;
   int64_t log_cap = 0;
 
@@ -66,6 +68,9 @@ struct Message {
 
 // One line of JSON, with the trailing newline.
 std::string encode(const Message& message);
+// The line a user's program gets (docs/protocol.md, "User pools"): only the fields it needs,
+// written without building a JSON tree. Empty for messages such a program is never sent (ack).
+std::string encode_for_program(const Message& message);
 // Parses one line (without its newline). Unknown fields are ignored, for forward compatibility.
 Result<Message> decode(std::string_view line);
 
