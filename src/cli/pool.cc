@@ -91,7 +91,8 @@ void print_pool(const json& p) {
     std::string queues;
     for (const auto& q : p["queues"]) queues += (queues.empty() ? "" : ",") + q.get<std::string>();
     fmt::print("queues       {}\n", queues.empty() ? "all" : queues);
-    for (const auto& [k, v] : p["env"].items()) fmt::print("env          {}={}\n", k, v.get<std::string>());
+    for (const auto& [k, v] : p["env"].items())
+      fmt::print("env          {}={}\n", k, v.get<std::string>());
   }
   fmt::print("size         {}, concurrency {}\n", size_text(p), p["concurrency"].get<int>());
   fmt::print("state        {}\n", p["state"].get<std::string>());
@@ -123,11 +124,10 @@ int pool_send(const Globals& g, const std::string& method, const std::string& pa
   } else if (method == "GET" && r->is_array()) {
     std::vector<std::vector<std::string>> rows;
     for (const json& p : *r) {
-      rows.push_back({p["name"], size_text(p), std::to_string(p["concurrency"].get<int>()),
-                      p["state"], std::to_string(p["queued"].get<int64_t>()),
-                      std::to_string(p["running"].get<int64_t>()),
-                      p["builtin"].get<bool>() ? "(rota's command worker)"
-                                               : p["cmd"].get<std::string>()});
+      rows.push_back(
+          {p["name"], size_text(p), std::to_string(p["concurrency"].get<int>()), p["state"],
+           std::to_string(p["queued"].get<int64_t>()), std::to_string(p["running"].get<int64_t>()),
+           p["builtin"].get<bool>() ? "(rota's command worker)" : p["cmd"].get<std::string>()});
     }
     print_table({"POOL", "SIZE", "CONCURRENCY", "STATE", "QUEUED", "RUNNING", "COMMAND"}, rows);
   } else if (method == "DELETE") {
@@ -188,9 +188,8 @@ void add_pool_commands(CLI::App& app, Globals& g, Action& action) {
   {
     CLI::App* c = group->add_subcommand("list", "List pools, the built-in commands pool first");
     add_json_flag(c, g);
-    c->callback([&g, &action] {
-      action = [&g] { return pool_send(g, "GET", "/v1/pools", nullptr); };
-    });
+    c->callback(
+        [&g, &action] { action = [&g] { return pool_send(g, "GET", "/v1/pools", nullptr); }; });
   }
   for (auto [verb, help] :
        {std::pair{"show", "A pool: its definition, counts and workers"},

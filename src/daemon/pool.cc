@@ -88,7 +88,10 @@ struct Pool::Worker {
   Worker(asio::local::stream_protocol::socket s, int pid_fd)
       : socket(std::move(s)), pidfd(socket.get_executor(), pid_fd) {}
   WorkerView v;
-  asio::local::stream_protocol::socket socket;
+  asio::local::stream_protocol::socket socket;  // what it sends; also its input, unless:
+  // A program's stdin, apart from its stdout: a program that closes its stdout is then seen
+  // to, even while it keeps its stdin.
+  std::unique_ptr<asio::local::stream_protocol::socket> input;
   asio::posix::stream_descriptor pidfd;
   // Shared with the pending read, which may complete (aborted) after the worker is gone.
   std::shared_ptr<std::string> inbuf = std::make_shared<std::string>();
@@ -191,8 +194,18 @@ void Pool::spawn(int slot) {
   int64_t id = allocate_id_();
   pid_t pid = -1;
   int rc = 0;
+  int in[2] = {-1, -1};  // a program's stdin: the daemon writes in[0], the program reads in[1]
   if (runs_program()) {
-    rc = spawn_program(id, sv[1], pid);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0) {
+      spdlog::error("pool: {}: socketpair: {}", name(), std::strerror(errno));
+      close(sv[0]);
+      close(sv[1]);
+      return;
+    }
+    rc = spawn_program(id, in[1], sv[1], pid);
+    close(in[1]);
+    ::shutdown(in[0], SHUT_RD);
+    ::shutdown(sv[0], SHUT_WR);
   } else {
     std::vector<std::string> args = {"rota",        "--home",
                                      options_.home, "worker",
@@ -221,6 +234,7 @@ void Pool::spawn(int slot) {
   close(sv[1]);
   if (rc != 0) {
     close(sv[0]);
+    if (in[0] >= 0) close(in[0]);
     spdlog::error("pool: {}: cannot start a worker ({}): {}", name(),
                   runs_program() ? options_.program : options_.exe, std::strerror(rc));
     refill(slot, wall_now_ms(), true, fmt::format("cannot start: {}", std::strerror(rc)));
@@ -232,10 +246,15 @@ void Pool::spawn(int slot) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     close(sv[0]);
+    if (in[0] >= 0) close(in[0]);
     refill(slot, wall_now_ms(), true, fmt::format("pidfd_open: {}", std::strerror(errno)));
     return;
   }
   auto w = std::make_unique<Worker>(io_, sv[0], pidfd);
+  if (in[0] >= 0) {
+    w->input = std::make_unique<asio::local::stream_protocol::socket>(
+        io_, asio::local::stream_protocol(), in[0]);
+  }
   w->v.id = id;
   w->v.slot = slot;
   w->v.pid = pid;
@@ -257,7 +276,7 @@ void Pool::spawn(int slot) {
 }
 
 // The user's program, with its stdin and stdout on the socketpair and its stderr in its log.
-int Pool::spawn_program(int64_t id, int sock_fd, pid_t& pid) {
+int Pool::spawn_program(int64_t id, int stdin_fd, int stdout_fd, pid_t& pid) {
   std::string log = fmt::format("{}/pool-{}-{}.log", options_.logs_dir, name(), id);
   int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) return errno;
@@ -278,12 +297,26 @@ int Pool::spawn_program(int64_t id, int sock_fd, pid_t& pid) {
   std::vector<char*> envp;
   for (auto& v : vars) envp.push_back(v.data());
   envp.push_back(nullptr);
-  std::string sh = "/bin/sh", dash_c = "-c", program = options_.program;
-  std::vector<char*> argv = {sh.data(), dash_c.data(), program.data(), nullptr};
+  // A plain command line runs without a shell in between (which would keep its stdout open
+  // after the program closed it, and its signals from it); anything else runs with sh -c.
+  std::vector<std::string> args;
+  if (options_.program.find_first_of("|&;<>()$`\\\"'\n*?[#~=%{}") == std::string::npos) {
+    size_t start = 0;
+    while ((start = options_.program.find_first_not_of(" \t", start)) != std::string::npos) {
+      size_t end = std::min(options_.program.find_first_of(" \t", start), options_.program.size());
+      args.push_back(options_.program.substr(start, end - start));
+      start = end;
+    }
+  } else {
+    args = {"/bin/sh", "-c", options_.program};
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, sock_fd, 0);
-  posix_spawn_file_actions_adddup2(&actions, sock_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
+  posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
   posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   if (!options_.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options_.cwd.c_str());
@@ -294,7 +327,21 @@ int Pool::spawn_program(int64_t id, int sock_fd, pid_t& pid) {
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
-  int rc = posix_spawn(&pid, sh.c_str(), &actions, &attr, argv.data(), envp.data());
+  // PATH is searched in the program's environment, as a shell would.
+  std::string path = env.count("PATH") ? env["PATH"] : "/usr/local/bin:/usr/bin:/bin";
+  std::string exe = args.front();
+  if (exe.find('/') == std::string::npos) {
+    for (size_t start = 0; start <= path.size();) {
+      size_t end = std::min(path.find(':', start), path.size());
+      std::string candidate = path.substr(start, end - start) + "/" + args.front();
+      if (::access(candidate.c_str(), X_OK) == 0) {
+        exe = candidate;
+        break;
+      }
+      start = end + 1;
+    }
+  }
+  int rc = posix_spawn(&pid, exe.c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   ::close(log_fd);
@@ -492,7 +539,8 @@ void Pool::write_next(Worker& w) {
   int64_t id = w.v.id;
   auto out = std::make_shared<std::string>(std::move(w.outbuf));
   w.outbuf.clear();
-  asio::async_write(w.socket, asio::buffer(*out),
+  auto& to = w.input ? *w.input : w.socket;
+  asio::async_write(to, asio::buffer(*out),
                     [this, id, out](const boost::system::error_code& ec, size_t) {
                       Worker* w = find(id);
                       if (!w) return;

@@ -175,7 +175,7 @@ class Pool {
   void on_result(Worker& w, Message& message);
   void program_line(Worker& w, std::string_view line);
   void protocol_error(Worker& w, std::string detail, std::string_view line);
-  int spawn_program(int64_t id, int sock_fd, pid_t& pid);
+  int spawn_program(int64_t id, int stdin_fd, int stdout_fd, pid_t& pid);
   Worker* find(int64_t id);
   const Worker* find(int64_t id) const;
   void maybe_done_shutdown();

@@ -22,9 +22,9 @@ constexpr int kMaxConcurrency = 10'000;
 }  // namespace
 
 std::string pool_def_to_json(const PoolDef& d) {
-  json j = {{"cmd", d.cmd},     {"size", d.size},       {"min", d.min},
-            {"max", d.max},     {"queues", d.queues},   {"concurrency", d.concurrency},
-            {"cwd", d.cwd},     {"env", d.env}};
+  json j = {{"cmd", d.cmd}, {"size", d.size},     {"min", d.min},
+            {"max", d.max}, {"queues", d.queues}, {"concurrency", d.concurrency},
+            {"cwd", d.cwd}, {"env", d.env}};
   return j.dump();
 }
 
@@ -85,8 +85,8 @@ Status validate_pool_def(const PoolDef& d) {
 }
 
 UserPools::UserPools(boost::asio::io_context& io, Store& store, Committer& committer,
-                     Engine& engine, const Clock& clock, PoolOptions base,
-                     int64_t scale_up_wait_ms, int64_t scale_down_idle_ms)
+                     Engine& engine, const Clock& clock, PoolOptions base, int64_t scale_up_wait_ms,
+                     int64_t scale_down_idle_ms)
     : io_(io),
       store_(store),
       committer_(committer),
@@ -161,8 +161,8 @@ Result<PoolDef> UserPools::add(PoolDef def) {
 Result<PoolDef> UserPools::set(PoolDef def) {
   auto it = pools_.find(def.name);
   if (it == pools_.end()) {
-    return make_error(Code::kNotFound, fmt::format("no pool named {} (see rota pool list)",
-                                                   def.name));
+    return make_error(Code::kNotFound,
+                      fmt::format("no pool named {} (see rota pool list)", def.name));
   }
   if (auto r = validate_pool_def(def); !r) return std::unexpected(r.error());
   Entry& e = it->second;
@@ -249,8 +249,10 @@ void UserPools::tick(int64_t now_ms) {
     e.pool->check_health(now_ms);
     if (!e.autoscaler->range()) continue;
     int idle = static_cast<int>(e.pool->idle_workers().size());
-    auto change = e.autoscaler->decide(
-        {.now_ms = now_ms, .size = e.pool->size(), .idle = idle, .ready = engine_.queued_for(name)});
+    auto change = e.autoscaler->decide({.now_ms = now_ms,
+                                        .size = e.pool->size(),
+                                        .idle = idle,
+                                        .ready = engine_.queued_for(name)});
     if (change) {
       engine_.record("autoscale", fmt::format("pool {} from {} to {} workers: {}", name,
                                               e.pool->size(), change->first, change->second));

@@ -153,7 +153,7 @@ Result<Message> decode(std::string_view line) {
     m.token = j.value("token", "");
     m.task = j.value("task", int64_t{0});
     m.protocol = j.value("protocol", kProtocolVersion);
-    m.concurrency = j.value("concurrency", 1);
+    m.concurrency = j.value("concurrency", 0);  // 0: not said
     m.pid = j.value("pid", int64_t{0});
     m.attempt = j.value("attempt", 0);
     m.deadline_ms = j.value("deadline_ms", int64_t{0});

@@ -45,8 +45,8 @@ struct Message {
 
   // hello
   int protocol = kProtocolVersion;
-  int concurrency = 1;
-  int64_t pid = 0;  // hello: the worker's pid; heartbeat: the task's process group
+  int concurrency = 1;  // decoded as 0 when a hello does not say
+  int64_t pid = 0;      // hello: the worker's pid; heartbeat: the task's process group
 
   // task
   int attempt = 0;
