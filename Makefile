@@ -2,9 +2,9 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTA_WERROR=ON
-SOURCES = $(shell git ls-files 'src/*.cc' 'src/*.h' 'clients/*.h' 2>/dev/null)
+SOURCES = $(shell git ls-files 'src/*.cc' 'src/*.h' 'clients/*.h' 'clients/*.cc' 'examples/*.cc' 2>/dev/null)
 
-.PHONY: all deps build demo test unit integration browser format format-check bench clean
+.PHONY: all deps build demo test unit integration clients browser format format-check bench clean
 
 all: build
 
@@ -34,12 +34,17 @@ unit: build
 integration: build
 	@ROTA_BIN=$(CURDIR)/$(BUILD)/rota /usr/bin/python3 -m pytest -q tests/integration
 
+# The worker helpers of clients/: Python and Node (the C++ one is in `unit`).
+clients: build
+	@/usr/bin/python3 -m pytest -q clients/python
+	@node --test clients/node/test/
+
 # The dashboard in Chromium (playwright-core), against a real daemon; screenshots in $(BUILD)/screenshots.
 browser: build
 	@scripts/install-deps browser
 	@ROTA_BIN=$(CURDIR)/$(BUILD)/rota SCREENSHOTS=$(CURDIR)/$(BUILD)/screenshots tests/browser/run
 
-test: format-check unit integration browser
+test: format-check unit integration clients browser
 
 bench: build
 	@scripts/install-deps bench
