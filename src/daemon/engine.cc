@@ -315,6 +315,15 @@ Status Engine::start_on(Pool& pool, int64_t worker, int room, std::vector<std::s
   }
   last_progress_ms_ = now;
   queues = eligible_queues(pool);
+  if (pool.runs_program()) {
+    // A user's program cannot outlive this daemon, so a message it got before the claim was
+    // durable changes nothing: if the commit is lost, so is the program's answer, and the task
+    // is still queued in the store. Sending now spares each task a commit's wait.
+    for (const Message& m : messages) pool.send(worker, m);
+    return {};
+  }
+  // A command worker outlives the daemon and reattaches with its attempt: that attempt must be
+  // in the store before the worker starts it.
   committer_.after_commit([&pool, worker, messages = std::move(messages)](const Status& ok) {
     if (!ok) return;
     for (const Message& m : messages) pool.send(worker, m);
@@ -565,6 +574,8 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
   }
   AttemptEnd end{.task_id = task_id,
                  .attempt = t.attempts,
+                 .worker = attempt.worker,
+                 .started_at_ms = t.started_at_ms,
                  .outcome = outcome,
                  .exit_code = exit_code,
                  .signal = signal,

@@ -399,7 +399,12 @@ Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
 Result<std::vector<Attempt>> SqliteStore::list_attempts(int64_t task_id) {
   auto stmt = db_->prepare(
       "SELECT number, worker, started_at_ms, finished_at_ms, outcome, exit_code, signal, error "
-      "FROM attempts WHERE task_id = ?1 ORDER BY number");
+      "FROM attempts WHERE task_id = ?1 "
+      // The running attempt lives in the task's row until it ends.
+      "UNION ALL SELECT attempts, worker, started_at_ms, NULL, NULL, NULL, NULL, NULL "
+      "FROM tasks WHERE id = ?1 AND state = 'running' AND NOT EXISTS "
+      "(SELECT 1 FROM attempts WHERE task_id = ?1 AND number = tasks.attempts) "
+      "ORDER BY 1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, task_id);
   std::vector<Attempt> attempts;
@@ -438,46 +443,44 @@ Result<std::vector<Task>> SqliteStore::claim(std::string_view pool,
                                              std::span<const std::string> queues, int limit,
                                              int64_t worker, const std::string& token,
                                              int64_t now_ms) {
-  // Up to `limit` heads of each queue (one index range each: tasks_claim), then the best win.
-  std::vector<std::pair<int64_t, int64_t>> heads;  // (priority, id)
-  for (const std::string& queue : queues) {
-    auto head = db_->prepare(
-        "SELECT id, priority FROM tasks WHERE state = 'queued' AND pool = ?1 AND queue = ?2 "
-        "ORDER BY priority DESC, id LIMIT ?3");
-    if (!head) return std::unexpected(head.error());
-    head->bind(1, pool).bind(2, queue).bind(3, int64_t{limit});
-    while (head->step() == SQLITE_ROW) heads.emplace_back(head->int64(1), head->int64(0));
-  }
-  if (queues.size() > 1) {
-    std::sort(heads.begin(), heads.end(), [](const auto& a, const auto& b) {
-      return a.first != b.first ? a.first > b.first : a.second < b.second;
-    });
-  }
-  if (heads.size() > static_cast<size_t>(limit)) heads.resize(static_cast<size_t>(limit));
-  static const std::string sql = fmt::format(
-      "UPDATE tasks SET state = 'running', attempts = attempts + 1, worker = ?2, token = ?3, "
-      "started_at_ms = ?4, finished_at_ms = NULL, exit_code = NULL, signal = NULL, error = NULL "
-      "WHERE id = ?1 RETURNING {}",
+  // Up to `limit` heads of each queue, read whole (one index range each: tasks_claim), then the
+  // best win. The attempt itself gets its row in `attempts` when it ends (finish_attempt).
+  static const std::string heads_sql = fmt::format(
+      "SELECT {} FROM tasks WHERE state = 'queued' AND pool = ?1 AND queue = ?2 "
+      "ORDER BY priority DESC, id LIMIT ?3",
       kTaskColumns);
   std::vector<Task> tasks;
-  tasks.reserve(heads.size());
-  for (const auto& [priority, id] : heads) {
-    {
-      auto stmt = db_->prepare(sql.c_str());
-      if (!stmt) return std::unexpected(stmt.error());
-      stmt->bind(1, id).bind(2, worker).bind(3, token).bind(4, now_ms);
-      if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("claim"));
-      auto t = read_task(*stmt);
-      if (!t) return std::unexpected(t.error());
-      tasks.push_back(std::move(*t));
-      stmt->step();
-    }
-    auto attempt = db_->prepare(
-        "INSERT OR REPLACE INTO attempts (task_id, number, worker, started_at_ms) "
-        "VALUES (?1, ?2, ?3, ?4)");
-    if (!attempt) return std::unexpected(attempt.error());
-    attempt->bind(1, id).bind(2, int64_t{tasks.back().attempts}).bind(3, worker).bind(4, now_ms);
-    if (attempt->step() != SQLITE_DONE) return std::unexpected(db_->error("record attempt"));
+  for (const std::string& queue : queues) {
+    auto head = db_->prepare(heads_sql.c_str());
+    if (!head) return std::unexpected(head.error());
+    head->bind(1, pool).bind(2, queue).bind(3, int64_t{limit});
+    auto heads = read_tasks(*head);
+    if (!heads) return std::unexpected(heads.error());
+    std::move(heads->begin(), heads->end(), std::back_inserter(tasks));
+  }
+  if (queues.size() > 1) {
+    std::sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
+      return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+    });
+  }
+  if (tasks.size() > static_cast<size_t>(limit)) tasks.resize(static_cast<size_t>(limit));
+  for (Task& t : tasks) {
+    auto stmt = db_->prepare(
+        "UPDATE tasks SET state = 'running', attempts = attempts + 1, worker = ?2, token = ?3, "
+        "started_at_ms = ?4, finished_at_ms = NULL, exit_code = NULL, signal = NULL, "
+        "error = NULL WHERE id = ?1");
+    if (!stmt) return std::unexpected(stmt.error());
+    stmt->bind(1, t.id).bind(2, worker).bind(3, token).bind(4, now_ms);
+    if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("claim"));
+    t.state = TaskState::kRunning;
+    ++t.attempts;
+    t.worker = worker;
+    t.token = token;
+    t.started_at_ms = now_ms;
+    t.finished_at_ms = 0;
+    t.exit_code.reset();
+    t.signal.reset();
+    t.error.clear();
   }
   return tasks;
 }
@@ -509,13 +512,15 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
     }
     if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("finish attempt"));
   }
+  // REPLACE: a store written by an older rota has a row for an attempt from its start.
   auto stmt = db_->prepare(
-      "UPDATE attempts SET finished_at_ms = ?3, outcome = ?4, exit_code = ?5, signal = ?6, "
-      "error = ?7 WHERE task_id = ?1 AND number = ?2");
+      "INSERT OR REPLACE INTO attempts (task_id, number, worker, started_at_ms, finished_at_ms, "
+      "outcome, exit_code, signal, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   if (!stmt) return std::unexpected(stmt.error());
-  stmt->bind(1, e.task_id).bind(2, int64_t{e.attempt}).bind(3, e.finished_at_ms);
-  stmt->bind(4, e.handed_back ? "interrupted" : outcome_name(e.outcome));
-  stmt->bind(5, e.exit_code).bind(6, e.signal).bind(7, e.error);
+  stmt->bind(1, e.task_id).bind(2, int64_t{e.attempt}).bind(3, e.worker);
+  stmt->bind(4, e.started_at_ms).bind(5, e.finished_at_ms);
+  stmt->bind(6, e.handed_back ? "interrupted" : outcome_name(e.outcome));
+  stmt->bind(7, e.exit_code).bind(8, e.signal).bind(9, e.error);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("finish attempt"));
   return {};
 }

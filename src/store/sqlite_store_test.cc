@@ -113,8 +113,14 @@ TEST_F(SqliteStoreTest, CommittedWorkSurvivesReopen) {
     id = store->insert_tasks(rows)->front();
     std::vector<std::string> queues = {"default"};
     ASSERT_TRUE(store->claim(kCommandsPool, queues, 1, 7, "tok", 2000));
+    auto running = store->list_attempts(id);
+    ASSERT_TRUE(running && running->size() == 1);  // the running attempt, from the task's row
+    EXPECT_EQ(running->front().worker, 7);
+    EXPECT_TRUE(running->front().outcome.empty());
     AttemptEnd end{.task_id = id,
                    .attempt = 1,
+                   .worker = 7,
+                   .started_at_ms = 2000,
                    .to = TaskState::kFailed,
                    .outcome = Outcome::kFailed,
                    .exit_code = 3,

@@ -80,6 +80,8 @@ struct NewTask {
 struct AttemptEnd {
   int64_t task_id = 0;
   int attempt = 0;
+  int64_t worker = 0;
+  int64_t started_at_ms = 0;
   TaskState to = TaskState::kFailed;
   Outcome outcome = Outcome::kFailed;
   std::optional<int> exit_code;
