@@ -1,6 +1,9 @@
 // rota add: queue one command, or one per line of stdin.
 #include <fmt/format.h>
 
+#include <strings.h>
+
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <iostream>
@@ -206,7 +209,31 @@ int add_each(Client& client, const Globals& g, const AddFlags& f, json task) {
   return 0;
 }
 
-int add(const Globals& g, const AddFlags& f) {
+// rota add --http METHOD URL --json BODY: the body is JSON, sent as application/json.
+Result<AddFlags> with_json_body(AddFlags f) {
+  if (f.json_values.size() > 1 || !f.task.data.empty()) {
+    return make_error(Code::kInvalidArgument, "--http: give one body, --json or --data", "--json");
+  }
+  auto body = read_payload(f.json_values.front());
+  if (!body) return std::unexpected(body.error());
+  f.task.data = body->dump();
+  bool typed = std::any_of(f.task.headers.begin(), f.task.headers.end(), [](const auto& h) {
+    return h.size() >= 13 && strncasecmp(h.c_str(), "content-type:", 13) == 0;
+  });
+  if (!typed) f.task.headers.push_back("Content-Type: application/json");
+  f.json_values.clear();
+  --f.json_count;
+  return f;
+}
+
+int add(const Globals& g, const AddFlags& given) {
+  AddFlags f = given;
+  if (!f.task.http.empty() && !f.json_values.empty() &&
+      (f.pool.empty() || f.pool == kCommandsPool)) {
+    auto r = with_json_body(std::move(f));
+    if (!r) return report(r.error());
+    f = std::move(*r);
+  }
   // --json VALUE is a payload; a bare --json asks for the new task as JSON.
   bool print_json = g.json || f.json_count > f.json_values.size();
   if (!f.pool.empty() && f.pool != kCommandsPool) return add_messages(g, f, print_json);

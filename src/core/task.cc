@@ -75,6 +75,8 @@ const char* outcome_name(Outcome outcome) {
       return "timeout";
     case Outcome::kWorkerLost:
       return "worker_lost";
+    case Outcome::kWorkerLostShared:
+      return "worker_lost_shared";
     case Outcome::kDaemonLost:
       return "daemon_lost";
     case Outcome::kCancelled:

@@ -108,6 +108,9 @@ enum class Outcome {
   kFailed,
   kTimedOut,
   kWorkerLost,
+  // Lost with other tasks in flight on its worker: which of them killed it is not known, so the
+  // loss does not count towards poison.
+  kWorkerLostShared,
   kDaemonLost,
   kCancelled,
   kPoison,      // its attempts killed their worker poison_after times: no more attempts

@@ -22,20 +22,44 @@ Status Committer::write() {
   return {};
 }
 
-void Committer::after_commit(Callback callback) {
+void Committer::after_commit(Callback callback, Wait wait) {
   callbacks_.push_back(std::move(callback));
+  if (wait == Wait::kNow) urgent_ = true;
   schedule();
 }
 
 void Committer::schedule() {
   if (scheduled_) return;
   scheduled_ = true;
-  boost::asio::post(io_, [this] { flush(); });
+  boost::asio::post(io_, [this] { end_turn(); });
+}
+
+void Committer::end_turn() {
+  scheduled_ = false;
+  if (before_commit_ && sticky_) before_commit_();
+  if (!open_ && callbacks_.empty()) return;
+  auto due = last_commit_end_ + kBatchGap;
+  if (urgent_ || !sticky_ || std::chrono::steady_clock::now() >= due) {
+    flush();
+    return;
+  }
+  if (timer_armed_) return;
+  timer_armed_ = true;
+  timer_.expires_at(due);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled: a commit came first
+    timer_armed_ = false;
+    if (before_commit_ && sticky_) before_commit_();
+    flush();
+  });
 }
 
 void Committer::flush() {
-  scheduled_ = false;
-  if (before_commit_ && sticky_) before_commit_();
+  if (timer_armed_) {
+    timer_armed_ = false;
+    timer_.cancel();
+  }
+  urgent_ = false;
   if (open_) {
     open_ = false;
     auto start = std::chrono::steady_clock::now();
@@ -50,6 +74,7 @@ void Committer::flush() {
                           .count();
     ++commits_;
     if (observer_) observer_(static_cast<double>(last_commit_us_) / 1e6);
+    last_commit_end_ = std::chrono::steady_clock::now();
   }
   auto callbacks = std::move(callbacks_);
   callbacks_.clear();

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <functional>
 #include <vector>
 
@@ -11,11 +13,19 @@
 
 namespace rota {
 
+// How soon a callback needs its commit. kNow: someone waits (a reply, a task to send), so the
+// turn's transaction commits at the end of the turn. kBatched: nobody waits; the commit may
+// come up to kBatchGap after the previous one, so that a busy daemon commits the work of many
+// turns at once (a pool's results, events for followers). Writes with no callback are kBatched.
+enum class Wait { kNow, kBatched };
+
 class Committer {
  public:
   using Callback = std::function<void(const Status&)>;
+  // The longest a write waits for its commit when nobody waits for it.
+  static constexpr std::chrono::microseconds kBatchGap{1000};
 
-  Committer(boost::asio::io_context& io, Store& store) : io_(io), store_(store) {}
+  Committer(boost::asio::io_context& io, Store& store) : io_(io), store_(store), timer_(io) {}
 
   // Opens this turn's transaction if none is open and schedules its commit.
   // Fails once a commit has failed: store failures are sticky, and the daemon then
@@ -25,7 +35,7 @@ class Committer {
   // Runs `callback` once this turn's transaction is committed (or failed to commit).
   // Without an open transaction it still waits for the end of the turn, so that replies keep
   // their order.
-  void after_commit(Callback callback);
+  void after_commit(Callback callback, Wait wait = Wait::kNow);
 
   // Ends the turn with a flush even if nothing was written (so that dispatch runs).
   void poke() { schedule(); }
@@ -44,12 +54,18 @@ class Committer {
 
  private:
   void schedule();
+  // The end of a turn: runs the before-commit hook, then commits now or arms the gap's timer.
+  void end_turn();
   void flush();
 
   boost::asio::io_context& io_;
   Store& store_;
   bool open_ = false;
   bool scheduled_ = false;
+  bool urgent_ = false;  // a kNow callback waits for this commit
+  bool timer_armed_ = false;
+  boost::asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point last_commit_end_{};
   Status sticky_;
   std::vector<Callback> callbacks_;
   std::function<void()> before_commit_;

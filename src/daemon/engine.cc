@@ -340,9 +340,12 @@ void Engine::on_worker_idle(Pool&, int64_t) {
 void Engine::on_worker_message(Pool& pool, int64_t worker, const Message& m) {
   if (!pool.runs_program()) {
     // The worker keeps a result until it is acknowledged, once it is durable (or rejected).
-    committer_.after_commit([&pool, worker, task = m.task, token = m.token](const Status& ok) {
-      if (ok) pool.send(worker, Message{.type = MessageType::kAck, .token = token, .task = task});
-    });
+    committer_.after_commit(
+        [&pool, worker, task = m.task, token = m.token](const Status& ok) {
+          if (ok)
+            pool.send(worker, Message{.type = MessageType::kAck, .token = token, .task = task});
+        },
+        Wait::kBatched);
   }
   auto it = running_.find(m.task);
   if (it == running_.end() || it->second.token != m.token || it->second.worker != worker) {
@@ -390,6 +393,12 @@ void Engine::on_worker_lost(Pool&, int64_t worker, int64_t task, const std::stri
   if (cause == LossCause::kRestartedByHand) {
     // A person restarted the worker: the task goes back in line, its attempt not charged.
     auto r = end_attempt(task, Outcome::kHandedBack, std::nullopt, std::nullopt, why, true);
+    if (!r) spdlog::error("task {}: {}", task, r.error().message);
+    return;
+  }
+  if (cause == LossCause::kDiedWithOthers) {
+    auto r = end_attempt(task, Outcome::kWorkerLostShared, std::nullopt, std::nullopt,
+                         "worker_lost: " + why + " (other tasks were in flight on it)", true);
     if (!r) spdlog::error("task {}: {}", task, r.error().message);
     return;
   }
@@ -536,12 +545,14 @@ Status Engine::append_event(const Event& event) {
   TRY(store_.append_event(event));
   if (!event_followers_.empty() && !followers_due_) {
     followers_due_ = true;
-    committer_.after_commit([this](const Status&) {
-      followers_due_ = false;
-      auto followers = std::move(event_followers_);
-      event_followers_.clear();
-      for (auto& f : followers) f();
-    });
+    committer_.after_commit(
+        [this](const Status&) {
+          followers_due_ = false;
+          auto followers = std::move(event_followers_);
+          event_followers_.clear();
+          for (auto& f : followers) f();
+        },
+        Wait::kBatched);
   }
   return {};
 }

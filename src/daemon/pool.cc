@@ -671,7 +671,11 @@ void Pool::on_exit(int64_t id) {
   // Whatever a program left in its group goes with it.
   if (runs_program()) kill(-w->v.pid, SIGKILL);
   auto flights = std::move(w->flights);
-  LossCause cause = w->restarted_by_hand ? LossCause::kRestartedByHand : LossCause::kDied;
+  size_t lost_tasks = std::count_if(flights.begin(), flights.end(),
+                                    [](const auto& flight) { return !flight.second.timed_out; });
+  LossCause cause = w->restarted_by_hand ? LossCause::kRestartedByHand
+                    : lost_tasks > 1     ? LossCause::kDiedWithOthers
+                                         : LossCause::kDied;
   int slot = w->v.slot;
   bool expected = w->leaving || stopping_;
   int64_t now = wall_now_ms();

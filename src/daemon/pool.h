@@ -55,7 +55,8 @@ struct WorkerView {
 };
 
 // Why a worker went away: on its own (crashed, killed, hung), or restarted by a person.
-enum class LossCause { kDied, kRestartedByHand };
+// kDiedWithOthers: the worker held other tasks too, so this one may not be what killed it.
+enum class LossCause { kDied, kDiedWithOthers, kRestartedByHand };
 
 // A health transition, for the event log and alerts.
 struct HealthChange {

@@ -82,6 +82,13 @@ Status SqliteDb::exec(const char* sql) {
   return {};
 }
 
+Status SqliteDb::run(const char* sql) {
+  auto stmt = prepare(sql);
+  if (!stmt) return std::unexpected(stmt.error());
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(error("sqlite"));
+  return {};
+}
+
 Result<Stmt> SqliteDb::prepare(const char* sql) {
   auto it = cache_.find(sql);
   if (it != cache_.end()) return Stmt(it->second);

@@ -46,6 +46,9 @@ class SqliteDb {
   static Result<std::unique_ptr<SqliteDb>> open(const std::string& path, int flags);
 
   Status exec(const char* sql);
+  // Runs one statement without parameters from the statement cache (`sql` as for prepare):
+  // what the hot path uses for BEGIN and COMMIT.
+  Status run(const char* sql);
   // Returns a cached prepared statement for `sql`, which must be a string literal.
   Result<Stmt> prepare(const char* sql);
   Error error(std::string_view what) const;

@@ -149,8 +149,8 @@ Status SqliteStore::migrate() {
   return {};
 }
 
-Status SqliteStore::begin() { return db_->exec("BEGIN IMMEDIATE"); }
-Status SqliteStore::commit() { return db_->exec("COMMIT"); }
+Status SqliteStore::begin() { return db_->run("BEGIN IMMEDIATE"); }
+Status SqliteStore::commit() { return db_->run("COMMIT"); }
 void SqliteStore::rollback() { (void)db_->exec("ROLLBACK"); }
 Status SqliteStore::savepoint() { return db_->exec("SAVEPOINT op"); }
 Status SqliteStore::release_savepoint() { return db_->exec("RELEASE op"); }

@@ -287,6 +287,28 @@ def test_a_payload_that_crashes_its_worker_is_poison(rota_home, lang):
     assert any(e["kind"] == "alert" and "poison" in e["detail"] for e in events(rota))
 
 
+# A crash with several tasks in flight cannot be pinned on one of them: a task that only shares
+# a worker with a crashing one loses attempts as `worker_lost_shared`, which do not count
+# towards poison, and succeeds once it can; the crashing task fails under its --retries.
+def test_a_task_sharing_a_worker_with_a_crash_is_not_poison(rota_home, lang):
+    rota = rota_home
+    start(rota, lang, "--size", "1", "--concurrency", "2", daemon=("--poison-after", POISON_AFTER))
+    ready_workers(rota, 1)
+    gate = os.path.join(rota.root, "gate")
+    bystander = add(rota, {"op": "gate", "gate": gate}, "--retries", "10", "--backoff", "10ms")
+    wait_for(lambda: rota.show(bystander)["state"] == "running", message="the bystander to run")
+    crasher = add(rota, {"op": "crash"}, "--retries", "2", "--backoff", "10ms")
+    t = rota.wait_state(crasher, "succeeded", "failed", timeout=30)
+    assert (t["state"], t["attempts"]) in {("failed", 3), ("failed", POISON_AFTER)}, t
+    with open(gate, "w") as f:
+        f.write("open")
+    b = rota.wait_state(bystander, "succeeded", "failed", timeout=30)
+    assert b["state"] == "succeeded", b
+    outcomes = [outcome for _, outcome in history(b)]
+    assert outcomes[-1] == "succeeded" and "worker_lost_shared" in outcomes, outcomes
+    assert set(outcomes[:-1]) == {"worker_lost_shared"}, outcomes
+
+
 # Scaling a pool while it works: a new worker takes tasks at once while the others are busy;
 # shrinking tells the leaving workers to stop, and they finish the tasks they hold (on the
 # same worker, not handed back and run again); every task runs and succeeds exactly once. The

@@ -58,6 +58,18 @@ def test_the_status_and_body_are_the_result(rota, server):
     assert rota.show(task)["command"]["http"]["method"] == "POST"
 
 
+# --json BODY is a JSON body: checked before anything is queued, and sent as application/json.
+def test_a_json_body(rota, server):
+    task = rota.add("--http", "POST", f"{server.url}/doc", "--json", '{"b": [1, 2]}')
+    assert rota.wait(task) == 0
+    assert server.requests == [("POST", "/doc", '{"b":[1,2]}', "application/json")]
+    bad = rota.run("add", "--http", "PUT", f"{server.url}/doc", "--json", "{nope")
+    assert bad.returncode == 2 and "not JSON" in bad.stderr, bad.stderr
+    both = rota.run("add", "--http", "PUT", f"{server.url}/doc", "--json", "{}", "--data", "x")
+    assert both.returncode == 2 and "one body" in both.stderr, both.stderr
+    assert len(server.requests) == 1
+
+
 def test_a_5xx_is_retried_and_a_4xx_is_not(rota, server):
     flaky = rota.add("--http", "GET", f"{server.url}/flaky", "--retries", "2", "--backoff", "50ms")
     missing = rota.add("--http", "GET", f"{server.url}/missing", "--retries", "3")
