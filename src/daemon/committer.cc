@@ -38,7 +38,7 @@ void Committer::end_turn() {
   scheduled_ = false;
   if (before_commit_ && sticky_) before_commit_();
   if (!open_ && callbacks_.empty()) return;
-  auto due = last_commit_end_ + kBatchGap;
+  auto due = last_commit_end_ + batch_gap_;
   if (urgent_ || !sticky_ || std::chrono::steady_clock::now() >= due) {
     flush();
     return;

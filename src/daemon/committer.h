@@ -25,7 +25,9 @@ class Committer {
   // The longest a write waits for its commit when nobody waits for it.
   static constexpr std::chrono::microseconds kBatchGap{1000};
 
-  Committer(boost::asio::io_context& io, Store& store) : io_(io), store_(store), timer_(io) {}
+  Committer(boost::asio::io_context& io, Store& store,
+            std::chrono::microseconds batch_gap = kBatchGap)
+      : io_(io), store_(store), batch_gap_(batch_gap), timer_(io) {}
 
   // Opens this turn's transaction if none is open and schedules its commit.
   // Fails once a commit has failed: store failures are sticky, and the daemon then
@@ -40,7 +42,8 @@ class Committer {
   // Ends the turn with a flush even if nothing was written (so that dispatch runs).
   void poke() { schedule(); }
 
-  // Called right before each commit, inside the transaction (the dispatcher claims here).
+  // Called at the end of each turn that wrote or waits for a commit, and right before a
+  // commit the gap's timer brings, inside the transaction (the dispatcher claims here).
   void set_before_commit(std::function<void()> hook) { before_commit_ = std::move(hook); }
 
   // Called with each commit's duration in seconds.
@@ -60,6 +63,7 @@ class Committer {
 
   boost::asio::io_context& io_;
   Store& store_;
+  std::chrono::microseconds batch_gap_;
   bool open_ = false;
   bool scheduled_ = false;
   bool urgent_ = false;  // a kNow callback waits for this commit
