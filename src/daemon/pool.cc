@@ -687,6 +687,10 @@ void Pool::on_exit(int64_t id) {
                     : info.si_code == CLD_EXITED
                         ? fmt::format("worker {} exited with status {}", id, info.si_status)
                         : fmt::format("worker {} killed by signal {}", id, info.si_status);
+  // A program that exits closes its stdout first: keep its status with the reason.
+  if (!w->killed_because.empty() && info.si_code == CLD_EXITED) {
+    why += fmt::format(" (it exited with status {})", info.si_status);
+  }
   if (expected && w->killed_because.empty()) {
     set_health(*w, WorkerHealth::kStopped);
   } else {

@@ -124,6 +124,8 @@ def test_a_payload_that_crashes_its_worker_is_poison(rota):
     fine = [add_message(rota, {"echo": i}) for i in range(3)]
     t = rota.wait_state(poison, "failed", timeout=30)
     assert t["attempts"] == 3 and "poison" in t["error"]
+    # Each lost attempt says how its worker ended.
+    assert all("status 3" in a["error"] for a in t["attempt_history"]), t["attempt_history"]
     assert rota.wait(*fine) == 0
     ready_workers(rota, "py", 2)
 
