@@ -79,6 +79,30 @@ def test_results_are_stored_and_exported(rota):
     assert len(rota.ok("results", "--pool", "py").splitlines()) == 5
 
 
+# Every task option applies to message tasks: --priority orders them for the pool's one
+# worker, --after holds one until a command task succeeded, --delay keeps one scheduled until
+# its time, --label finds them, and the options are shown on the task.
+def test_task_options_apply_to_message_tasks(rota):
+    low = add_message(rota, {"echo": "low"})
+    high = add_message(rota, {"echo": "high"}, "--priority", "5", "--label", "kind=urgent")
+    gate = os.path.join(rota.root, "gate")
+    first = rota.add("--", "sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done")
+    after = add_message(rota, {"echo": "after"}, "--after", str(first))
+    later = add_message(rota, {"echo": "later"}, "--delay", "1s")
+    assert rota.show(after)["state"] == "waiting"
+    assert rota.show(later)["state"] == "scheduled"
+    assert [t["id"] for t in rota.tasks("--label", "kind=urgent")] == [high]
+    add_pool(rota, "py", RAW, "--size", "1")
+    assert rota.wait(low, high, later) == 0
+    starts = [e["task"] for e in events(rota, "task") if e["to"] == "running"]
+    assert starts.index(high) < starts.index(low), starts
+    assert rota.show(after)["state"] == "waiting"
+    open(gate, "w").close()
+    assert rota.wait(first, after) == 0
+    assert rota.show(after)["result"]["echo"] == "after"
+    assert rota.show(high)["priority"] == 5
+
+
 def test_stdin_jsonl_queues_one_task_per_line(rota):
     add_pool(rota, "py", RAW, "--size", "2", "--concurrency", "4")
     lines = "".join(json.dumps({"echo": i}) + "\n" for i in range(2000))
