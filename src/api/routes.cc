@@ -1023,9 +1023,22 @@ void watch_remove(ApiContext& c, const HttpRequest& req, Responder respond) {
 
 }  // namespace
 
+// Every reply leaves after the commit of what the loop has written so far: a read may have
+// seen writes that are not yet durable (a pool's results commit in groups), and no client
+// may be told of a task, a result or an event id that a crash could still take back.
+Responder after_commit(Committer& committer, Responder respond) {
+  return [&committer, respond = std::move(respond)](HttpResponse response) {
+    committer.after_commit(
+        [respond, response = std::move(response)](const Status&) { respond(response); },
+        Wait::kNow);
+  };
+}
+
 void add_routes(Router& r, ApiContext& c) {
   auto bind = [&c](void (*fn)(ApiContext&, const HttpRequest&, Responder)) {
-    return [&c, fn](const HttpRequest& req, Responder respond) { fn(c, req, std::move(respond)); };
+    return [&c, fn](const HttpRequest& req, Responder respond) {
+      fn(c, req, after_commit(c.committer, std::move(respond)));
+    };
   };
   r.add("GET", "/v1/info",
         [&c](const HttpRequest&, Responder respond) { respond(ok(info_json(c))); });
@@ -1048,7 +1061,10 @@ void add_routes(Router& r, ApiContext& c) {
   r.add("POST", "/v1/queues/{}/limit", [&c](const HttpRequest& req, Responder respond) {
     queue_change(c, req, respond, std::nullopt);
   });
-  r.add("POST", "/v1/daemon/stop", bind(stop));
+  // Not through after_commit: the reply must be on its way before the stop's own commit
+  // callback stops the loop.
+  r.add("POST", "/v1/daemon/stop",
+        [&c](const HttpRequest& req, Responder respond) { stop(c, req, std::move(respond)); });
   r.add("GET", "/v1/events", bind(events));
   r.add("GET", "/v1/health", bind(health));
   r.add("GET", "/metrics", bind(metrics));

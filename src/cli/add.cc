@@ -40,8 +40,8 @@ void warn(const json& reply) {
   }
 }
 
-// --json VALUE or @FILE: the payload, checked to be JSON.
-Result<json> read_payload(const std::string& value) {
+// --json VALUE or @FILE: its text as written, checked to be JSON (`what` names it otherwise).
+Result<std::string> read_json_text(const std::string& value, std::string_view what) {
   std::string text = value;
   if (value.starts_with('@')) {
     std::ifstream in(value.substr(1), std::ios::binary);
@@ -51,14 +51,20 @@ Result<json> read_payload(const std::string& value) {
     }
     text.assign(std::istreambuf_iterator<char>(in), {});
   }
-  auto payload = json::parse(text, nullptr, false);
-  if (payload.is_discarded()) {
-    return make_error(Code::kInvalidArgument,
-                      fmt::format("--json: {} is not JSON",
-                                  value.starts_with('@') ? value.substr(1) : "the payload"),
-                      "--json");
+  if (!json::accept(text)) {
+    return make_error(
+        Code::kInvalidArgument,
+        fmt::format("--json: {} is not JSON", value.starts_with('@') ? value.substr(1) : what),
+        "--json");
   }
-  return payload;
+  return text;
+}
+
+// --json VALUE or @FILE: the payload.
+Result<json> read_payload(const std::string& value) {
+  auto text = read_json_text(value, "the payload");
+  if (!text) return std::unexpected(text.error());
+  return json::parse(*text);
 }
 
 // rota add --pool P --stdin: one message per line of JSON, sent in batches of ready-made JSON
@@ -214,9 +220,10 @@ Result<AddFlags> with_json_body(AddFlags f) {
   if (f.json_values.size() > 1 || !f.task.data.empty()) {
     return make_error(Code::kInvalidArgument, "--http: give one body, --json or --data", "--json");
   }
-  auto body = read_payload(f.json_values.front());
+  // Sent as written (a signed body must stay byte for byte).
+  auto body = read_json_text(f.json_values.front(), "the body");
   if (!body) return std::unexpected(body.error());
-  f.task.data = body->dump();
+  f.task.data = std::move(*body);
   bool typed = std::any_of(f.task.headers.begin(), f.task.headers.end(), [](const auto& h) {
     return h.size() >= 13 && strncasecmp(h.c_str(), "content-type:", 13) == 0;
   });

@@ -190,7 +190,7 @@ int run_daemon(const DaemonOptions& o) {
     // Workers escalate to SIGKILL after the grace; this is the backstop if one cannot.
     deadline.expires_after(std::chrono::milliseconds(grace_ms + 15'000));
     deadline.async_wait([&](const boost::system::error_code& ec) {
-      if (!ec) io.stop();
+      if (!ec) committer.after_commit([&](const Status&) { io.stop(); });
     });
   };
 

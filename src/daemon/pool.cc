@@ -671,10 +671,9 @@ void Pool::on_exit(int64_t id) {
   // Whatever a program left in its group goes with it.
   if (runs_program()) kill(-w->v.pid, SIGKILL);
   auto flights = std::move(w->flights);
-  size_t lost_tasks = std::count_if(flights.begin(), flights.end(),
-                                    [](const auto& flight) { return !flight.second.timed_out; });
+  // A timed-out task that would not let go counts too: it may be why the worker was killed.
   LossCause cause = w->restarted_by_hand ? LossCause::kRestartedByHand
-                    : lost_tasks > 1     ? LossCause::kDiedWithOthers
+                    : flights.size() > 1 ? LossCause::kDiedWithOthers
                                          : LossCause::kDied;
   int slot = w->v.slot;
   bool expected = w->leaving || stopping_;

@@ -62,7 +62,7 @@ def test_the_status_and_body_are_the_result(rota, server):
 def test_a_json_body(rota, server):
     task = rota.add("--http", "POST", f"{server.url}/doc", "--json", '{"b": [1, 2]}')
     assert rota.wait(task) == 0
-    assert server.requests == [("POST", "/doc", '{"b":[1,2]}', "application/json")]
+    assert server.requests == [("POST", "/doc", '{"b": [1, 2]}', "application/json")]  # as written
     bad = rota.run("add", "--http", "PUT", f"{server.url}/doc", "--json", "{nope")
     assert bad.returncode == 2 and "not JSON" in bad.stderr, bad.stderr
     both = rota.run("add", "--http", "PUT", f"{server.url}/doc", "--json", "{}", "--data", "x")
