@@ -49,8 +49,7 @@ void Committer::end_turn() {
   timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;  // cancelled: a commit came first
     timer_armed_ = false;
-    if (before_commit_ && sticky_) before_commit_();
-    flush();
+    end_turn();  // due now: the hook runs, then the commit
   });
 }
 

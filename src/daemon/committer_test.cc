@@ -1,33 +1,26 @@
 #include "daemon/committer.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
-
-#include <filesystem>
 
 #include "store/sqlite_store.h"
+#include "store/test_dir.h"
 
 namespace rota {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::hours;
 
 class CommitterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("rota-committer-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    auto store = SqliteStore::open((dir_ / "rota.db").string(), Durability::kNormal);
+    dir_ = std::make_unique<TestDir>("rota-committer-test");
+    auto store = SqliteStore::open((dir_->path() / "rota.db").string(), Durability::kNormal);
     ASSERT_TRUE(store) << store.error().message;
     store_ = std::move(*store);
   }
   void TearDown() override {
     store_.reset();
-    fs::remove_all(dir_);
+    dir_.reset();
   }
 
   // One write through `committer`, as a loop turn makes it.
@@ -43,7 +36,7 @@ class CommitterTest : public ::testing::Test {
   }
 
   boost::asio::io_context io_;
-  fs::path dir_;
+  std::unique_ptr<TestDir> dir_;
   std::unique_ptr<SqliteStore> store_;
   int writes_ = 0;
 };

@@ -1,4 +1,5 @@
 #include "store/sqlite_store.h"
+#include "store/test_dir.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -16,14 +17,10 @@ namespace fs = std::filesystem;
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("rota-store-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    path_ = (dir_ / "rota.db").string();
+    dir_ = std::make_unique<TestDir>("rota-store-test");
+    path_ = (dir_->path() / "rota.db").string();
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { dir_.reset(); }
 
   std::unique_ptr<SqliteStore> open() {
     auto store = SqliteStore::open(path_, Durability::kNormal);
@@ -49,7 +46,7 @@ class SqliteStoreTest : public ::testing::Test {
     return s.str();
   }
 
-  fs::path dir_;
+  std::unique_ptr<TestDir> dir_;
   std::string path_;
 };
 
