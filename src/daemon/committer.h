@@ -22,8 +22,9 @@ enum class Wait { kNow, kBatched };
 class Committer {
  public:
   using Callback = std::function<void(const Status&)>;
-  // The longest a write waits for its commit when nobody waits for it.
-  static constexpr std::chrono::microseconds kBatchGap{1000};
+  // The longest a write waits for its commit when nobody waits for it. A commit's cost is
+  // mostly its pages, so at 10 ms a busy pool commits ~200 results at once instead of ~20.
+  static constexpr std::chrono::microseconds kBatchGap{10000};
 
   Committer(boost::asio::io_context& io, Store& store,
             std::chrono::microseconds batch_gap = kBatchGap)

@@ -590,11 +590,16 @@ Result<std::vector<TaskState>> SqliteStore::dependency_states(int64_t id) {
 }
 
 Result<std::vector<Task>> SqliteStore::tasks_in_state(TaskState state) {
+  // Running tasks (what a restart reads) have an index of their own; it is a partial
+  // index, which the planner uses only for the literal.
+  static const std::string running_sql =
+      fmt::format("SELECT {} FROM tasks WHERE state = 'running' ORDER BY id", kTaskColumns);
   static const std::string sql =
       fmt::format("SELECT {} FROM tasks WHERE state = ?1 ORDER BY id", kTaskColumns);
-  auto stmt = db_->prepare(sql.c_str());
+  bool running = state == TaskState::kRunning;
+  auto stmt = db_->prepare(running ? running_sql.c_str() : sql.c_str());
   if (!stmt) return std::unexpected(stmt.error());
-  stmt->bind(1, state_name(state));
+  if (!running) stmt->bind(1, state_name(state));
   return read_tasks(*stmt);
 }
 

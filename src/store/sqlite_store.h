@@ -10,7 +10,7 @@
 
 namespace rota {
 
-inline constexpr int kSchemaVersion = 8;
+inline constexpr int kSchemaVersion = 9;
 
 class SqliteStore final : public Store {
  public:
