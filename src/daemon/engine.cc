@@ -309,7 +309,8 @@ Status Engine::start_on(Pool& pool, int64_t worker, int room, std::vector<std::s
     }
     // Reserve the worker's place now; the message leaves after the commit.
     pool.reserve(worker, t.id, token,
-                 t.slow_after_ms > 0 ? t.slow_after_ms : options_.slow_after_ms, m.deadline_ms);
+                 t.slow_after_ms > 0 ? t.slow_after_ms : options_.slow_after_ms, m.deadline_ms,
+                 suspects_.contains(t.id));
     running_[t.id] = {worker, token, &pool, std::move(t)};
     messages.push_back(std::move(m));
   }
@@ -390,13 +391,15 @@ void Engine::on_worker_lost(Pool&, int64_t worker, int64_t task, const std::stri
   if (it == running_.end() || it->second.token != token) return;
   // A task whose attempts keep killing their worker is poison: it fails instead of taking
   // down worker after worker.
-  if (cause == LossCause::kRestartedByHand) {
-    // A person restarted the worker: the task goes back in line, its attempt not charged.
+  if (cause == LossCause::kRestartedByHand || cause == LossCause::kNeverSent) {
+    // A person restarted the worker, or the worker never got the task (it waited to run
+    // alone): the task goes back in line, its attempt not charged.
     auto r = end_attempt(task, Outcome::kHandedBack, std::nullopt, std::nullopt, why, true);
     if (!r) spdlog::error("task {}: {}", task, r.error().message);
     return;
   }
   if (cause == LossCause::kDiedWithOthers) {
+    suspects_.insert(task);
     auto r = end_attempt(task, Outcome::kWorkerLostShared, std::nullopt, std::nullopt,
                          "worker_lost: " + why + " (other tasks were in flight on it)", true);
     if (!r) spdlog::error("task {}: {}", task, r.error().message);
@@ -616,6 +619,11 @@ Status Engine::end_attempt(int64_t task_id, Outcome outcome, std::optional<int> 
   record_event(task_id, attempt.worker, TaskState::kRunning, end.to,
                outcome == Outcome::kSucceeded ? "" : end.error);
   if (end.to == TaskState::kScheduled) schedule_wake(end.run_after_ms);
+  // A suspect stays one while it only loses its workers (or is handed back).
+  if (is_terminal(end.to) || (outcome != Outcome::kWorkerLostShared &&
+                              outcome != Outcome::kWorkerLost && !end.handed_back)) {
+    suspects_.erase(task_id);
+  }
   if (is_terminal(end.to)) TRY(on_finished(task_id, end.to));
   return {};
 }

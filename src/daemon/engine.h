@@ -191,6 +191,10 @@ class Engine final : public PoolListener {
   std::unordered_map<int64_t, RunningAttempt> running_;
   std::map<std::string, int64_t> running_by_queue_;
   std::set<int64_t> cancelling_;
+  // Tasks lost in a crash beside other tasks: each runs alone on a user's program until it
+  // ends some other way, so that a crash it causes is pinned on it (and counts towards
+  // poison). Kept in memory: after a restart such a task may share a worker once more.
+  std::set<int64_t> suspects_;
   std::unordered_map<int64_t, EnvPtr> envs_;
   boost::asio::steady_timer wake_timer_;
   int64_t wake_at_ms_ = 0;  // 0: not armed

@@ -80,6 +80,11 @@ struct Flight {
   int64_t deadline_ms = 0;   // a program's task: cancelled when it passes (0: none)
   int64_t kill_at_mono = 0;  // a program's task, cancelled: the worker is killed after this
   bool timed_out = false;    // its attempt already ended: the program's answer is dropped
+  bool alone = false;        // runs with no other task beside it (a program's task)
+  bool sent = false;         // a program's task: its message went to the worker
+  // The task's message, kept back while it may not run beside what the worker holds (see
+  // may_send); its deadline and run time start when it is sent.
+  std::optional<Message> held;
 };
 
 struct Pool::Worker {
@@ -480,6 +485,7 @@ void Pool::on_result(Worker& w, Message& m) {
     bool timed_out = it->second.timed_out;
     if (runs_program()) m.token = it->second.token;
     w.flights.erase(it);
+    send_held(w);
     w.refresh_view();
     if (w.flights.empty()) set_health(w, WorkerHealth::kIdle);
     if (timed_out) return;  // its attempt already ended as a timeout
@@ -492,13 +498,14 @@ void Pool::on_result(Worker& w, Message& m) {
 }
 
 void Pool::reserve(int64_t worker, int64_t task, const std::string& token, int64_t slow_after_ms,
-                   int64_t deadline_ms) {
+                   int64_t deadline_ms, bool alone) {
   Worker* w = find(worker);
   if (!w) return;
   w->flights[task] = Flight{.token = token,
                             .started_ms = wall_now_ms(),
                             .slow_after_ms = slow_after_ms,
-                            .deadline_ms = runs_program() ? deadline_ms : 0};
+                            .deadline_ms = runs_program() ? deadline_ms : 0,
+                            .alone = runs_program() && alone};
   w->refresh_view();
   if (w->v.health == WorkerHealth::kIdle) set_health(*w, WorkerHealth::kWorking);
 }
@@ -507,9 +514,32 @@ void Pool::send(int64_t worker, const Message& message) {
   Worker* w = find(worker);
   if (!w) return;
   if (runs_program()) {
+    auto flight = w->flights.find(message.task);
+    if (message.type == MessageType::kTask && flight != w->flights.end() &&
+        !may_send(*w, message.task)) {
+      flight->second.held = message;
+      flight->second.deadline_ms = 0;
+      return;
+    }
+    if (message.type == MessageType::kTask && flight != w->flights.end()) {
+      flight->second.sent = true;
+    }
+    if (message.type == MessageType::kCancel && flight != w->flights.end() && flight->second.held) {
+      // The worker never had it: the attempt ends here, as the worker would have ended it.
+      Message cancelled{
+          .type = MessageType::kFail, .token = flight->second.token, .task = message.task};
+      cancelled.reason = FailReason::kCancelled;
+      cancelled.error = "cancelled before it was sent to the worker";
+      w->flights.erase(flight);
+      w->refresh_view();
+      int64_t id = w->v.id;
+      listener_.on_worker_message(*this, id, cancelled);
+      if (find(id)) listener_.on_worker_idle(*this, id);
+      return;
+    }
     if (message.type == MessageType::kCancel) {
       // It has the kill grace to let go of the task; then the worker goes.
-      auto it = w->flights.find(message.task);
+      auto it = flight;
       if (it == w->flights.end()) return;
       if (it->second.kill_at_mono == 0) {
         it->second.kill_at_mono = steady_ms() + options_.kill_grace_ms;
@@ -528,6 +558,33 @@ void Pool::send(int64_t worker, const Message& message) {
     w->outbuf += encode(m);
   }
   if (!w->writing) write_next(*w);
+}
+
+// Whether the worker may have `task` now: a task to run alone goes to a worker that runs
+// nothing else, and nothing goes beside it.
+bool Pool::may_send(const Worker& w, int64_t task) const {
+  bool alone = w.flights.at(task).alone;
+  return std::none_of(w.flights.begin(), w.flights.end(), [&](const auto& flight) {
+    const auto& [id, f] = flight;
+    return id != task && f.sent && (alone || f.alone);
+  });
+}
+
+// Sends what was held back once it may go. Its deadline and run time start now.
+void Pool::send_held(Worker& w) {
+  if (w.leaving) return;  // it would refuse it; it goes back in line when the worker exits
+  for (auto& [task, f] : w.flights) {
+    if (!f.held || !may_send(w, task)) continue;
+    Message m = std::move(*f.held);
+    f.held.reset();
+    f.sent = true;
+    int64_t now = wall_now_ms();
+    if (m.deadline_ms > 0) m.deadline_ms = now + (m.deadline_ms - f.started_ms);
+    f.deadline_ms = m.deadline_ms;
+    f.started_ms = now;
+    w.outbuf += encode_for_program(m);
+  }
+  if (!w.writing) write_next(w);
 }
 
 void Pool::write_next(Worker& w) {
@@ -618,7 +675,7 @@ void Pool::check_health(int64_t now) {
                  fmt::format("no heartbeat for {}", format_duration_ms(silent)));
     } else if (w.v.health == WorkerHealth::kWorking) {
       for (const auto& [task, f] : w.flights) {
-        if (f.slow_after_ms > 0 && now - f.started_ms >= f.slow_after_ms) {
+        if (!f.held && f.slow_after_ms > 0 && now - f.started_ms >= f.slow_after_ms) {
           set_health(
               w, WorkerHealth::kSlow,
               fmt::format("task {} running for {}", task, format_duration_ms(now - f.started_ms)));
@@ -672,8 +729,11 @@ void Pool::on_exit(int64_t id) {
   if (runs_program()) kill(-w->v.pid, SIGKILL);
   auto flights = std::move(w->flights);
   // A timed-out task that would not let go counts too: it may be why the worker was killed.
+  // A task it was never sent (held to run alone) had no part in it.
+  auto sent = std::count_if(flights.begin(), flights.end(),
+                            [](const auto& flight) { return !flight.second.held; });
   LossCause cause = w->restarted_by_hand ? LossCause::kRestartedByHand
-                    : flights.size() > 1 ? LossCause::kDiedWithOthers
+                    : sent > 1           ? LossCause::kDiedWithOthers
                                          : LossCause::kDied;
   int slot = w->v.slot;
   bool expected = w->leaving || stopping_;
@@ -706,7 +766,8 @@ void Pool::on_exit(int64_t id) {
     slots_[static_cast<size_t>(slot)]->worker = 0;
   }
   for (auto& [task, f] : flights) {
-    if (!f.timed_out) listener_.on_worker_lost(*this, id, task, f.token, why, cause);
+    if (f.timed_out) continue;
+    listener_.on_worker_lost(*this, id, task, f.token, why, f.held ? LossCause::kNeverSent : cause);
   }
   if (flights.empty()) listener_.on_worker_lost(*this, id, 0, {}, why, cause);
   if (!expected && slot >= 0 && static_cast<size_t>(slot) < slots_.size()) {
@@ -926,7 +987,9 @@ std::vector<std::pair<int64_t, int>> Pool::free_workers() const {
     if (h != WorkerHealth::kIdle && h != WorkerHealth::kWorking && h != WorkerHealth::kSlow) {
       continue;
     }
-    int room = w->capacity - static_cast<int>(w->flights.size());
+    bool alone = std::any_of(w->flights.begin(), w->flights.end(),
+                             [](const auto& flight) { return flight.second.alone; });
+    int room = alone ? 0 : w->capacity - static_cast<int>(w->flights.size());
     if (room > 0) out.emplace_back(id, room);
   }
   return out;

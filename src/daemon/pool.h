@@ -56,7 +56,8 @@ struct WorkerView {
 
 // Why a worker went away: on its own (crashed, killed, hung), or restarted by a person.
 // kDiedWithOthers: the worker held other tasks too, so this one may not be what killed it.
-enum class LossCause { kDied, kDiedWithOthers, kRestartedByHand };
+// kNeverSent: the task waited on the worker to run alone and was never sent to it.
+enum class LossCause { kDied, kDiedWithOthers, kRestartedByHand, kNeverSent };
 
 // A health transition, for the event log and alerts.
 struct HealthChange {
@@ -139,8 +140,11 @@ class Pool {
 
   // Marks `task` as held by the worker (which has room for it); the task message follows with
   // send(). `deadline_ms` (Unix ms, 0: none) is enforced here for a user's program.
+  // `alone`: a user's program gets the task only once it holds no other, and no other until
+  // it is done, so that a crash while it runs is pinned on it (a task lost in a crash beside
+  // others runs alone next).
   void reserve(int64_t worker, int64_t task, const std::string& token, int64_t slow_after_ms,
-               int64_t deadline_ms);
+               int64_t deadline_ms, bool alone = false);
   void send(int64_t worker, const Message& message);
   // Restarts a worker by hand (kills it; its tasks are retried), or the slot it last held if
   // that slot was given up. Clears the slot's restart history. False if no such worker or slot.
@@ -173,6 +177,8 @@ class Pool {
   void set_slot_state(Slot& s, WorkerHealth to, std::string detail);
   void kill_worker(Worker& w);
   void write_next(Worker& w);
+  bool may_send(const Worker& w, int64_t task) const;
+  void send_held(Worker& w);
   void on_result(Worker& w, Message& message);
   void program_line(Worker& w, std::string_view line);
   void protocol_error(Worker& w, std::string detail, std::string_view line);

@@ -287,26 +287,36 @@ def test_a_payload_that_crashes_its_worker_is_poison(rota_home, lang):
     assert any(e["kind"] == "alert" and "poison" in e["detail"] for e in events(rota))
 
 
-# A crash with several tasks in flight cannot be pinned on one of them: a task that only shares
-# a worker with a crashing one loses attempts as `worker_lost_shared`, which do not count
-# towards poison, and succeeds once it can; the crashing task fails under its --retries.
-def test_a_task_sharing_a_worker_with_a_crash_is_not_poison(rota_home, lang):
+# A crash with several tasks in flight cannot be pinned on one of them: each task in flight
+# loses that attempt as `worker_lost_shared`, which does not count towards poison, and from
+# then on runs alone (its worker is sent nothing beside it). So the crashing task's next crashes
+# are its own and it becomes poison after poison_after of them, with retries left, while the
+# task that only shared its worker succeeds. Tasks held back to run alone and lost with their
+# worker before they were sent are handed back (`interrupted`), not charged.
+def test_a_crash_beside_other_tasks_is_pinned_on_its_task_by_running_each_alone(rota_home, lang):
     rota = rota_home
-    start(rota, lang, "--size", "1", "--concurrency", "2", daemon=("--poison-after", POISON_AFTER))
+    run_log = start(rota, lang, "--size", "1", "--concurrency", "2",
+                    daemon=("--poison-after", POISON_AFTER))
     ready_workers(rota, 1)
     gate = os.path.join(rota.root, "gate")
     bystander = add(rota, {"op": "gate", "gate": gate}, "--retries", "10", "--backoff", "10ms")
     wait_for(lambda: rota.show(bystander)["state"] == "running", message="the bystander to run")
-    crasher = add(rota, {"op": "crash"}, "--retries", "2", "--backoff", "10ms")
-    t = rota.wait_state(crasher, "succeeded", "failed", timeout=30)
-    assert (t["state"], t["attempts"]) in {("failed", 3), ("failed", POISON_AFTER)}, t
+    crasher = add(rota, {"op": "crash"}, "--retries", "10", "--backoff", "10ms")
+    wait_for(lambda: history(rota.show(bystander))[:1] == [(1, "worker_lost_shared")],
+             message=lambda: f"the shared crash: {history(rota.show(bystander))}")
     with open(gate, "w") as f:
         f.write("open")
+    t = rota.wait_state(crasher, "succeeded", "failed", timeout=30)
+    charged = [o for _, o in history(t) if o != "interrupted"]
+    assert charged == ["worker_lost_shared"] + ["worker_lost"] * (POISON_AFTER - 1) + ["poison"], \
+        history(t)
+    assert t["error"].startswith("poison") and t["max_attempts"] == 11, t
     b = rota.wait_state(bystander, "succeeded", "failed", timeout=30)
-    assert b["state"] == "succeeded", b
-    outcomes = [outcome for _, outcome in history(b)]
-    assert outcomes[-1] == "succeeded" and "worker_lost_shared" in outcomes, outcomes
-    assert set(outcomes[:-1]) == {"worker_lost_shared"}, outcomes
+    assert b["state"] == "succeeded", history(b)
+    assert [o for _, o in history(b) if o != "interrupted"] == ["worker_lost_shared", "succeeded"]
+    # The crasher ran once beside the bystander, then POISON_AFTER times on its own.
+    assert [a for task, a, _, _ in runs(run_log) if task == crasher] == list(
+        range(1, POISON_AFTER + 2))
 
 
 # Scaling a pool while it works: a new worker takes tasks at once while the others are busy;
