@@ -66,7 +66,8 @@ json task_to_json(const Task& t) {
       {"created_at", optional_time(t.created_at_ms)},
       {"started_at", optional_time(t.started_at_ms)},
       {"finished_at", optional_time(t.finished_at_ms)},
-      {"worker", optional_value(t.worker)},
+      // The store keeps the worker of the last attempt; a task has one while it runs.
+      {"worker", t.state == TaskState::kRunning ? optional_value(t.worker) : json(nullptr)},
       {"result", t.result.empty() ? json(nullptr) : json::parse(t.result, nullptr, false)},
   };
   if (t.is_message()) j["payload"] = json::parse(t.payload, nullptr, false);

@@ -400,10 +400,16 @@ Result<std::vector<Attempt>> SqliteStore::list_attempts(int64_t task_id) {
   auto stmt = db_->prepare(
       "SELECT number, worker, started_at_ms, finished_at_ms, outcome, exit_code, signal, error "
       "FROM attempts WHERE task_id = ?1 "
-      // The running attempt lives in the task's row until it ends.
-      "UNION ALL SELECT attempts, worker, started_at_ms, NULL, NULL, NULL, NULL, NULL "
-      "FROM tasks WHERE id = ?1 AND state = 'running' AND NOT EXISTS "
-      "(SELECT 1 FROM attempts WHERE task_id = ?1 AND number = tasks.attempts) "
+      // The running attempt lives in the task's row until it ends, and one that succeeded
+      // stays there (finish_attempt).
+      "UNION ALL SELECT attempts, coalesce(worker, 0), started_at_ms, "
+      "CASE WHEN state = 'succeeded' THEN finished_at_ms END, "
+      "CASE WHEN state = 'succeeded' THEN 'succeeded' END, "
+      "CASE WHEN state = 'succeeded' THEN exit_code END, "
+      "CASE WHEN state = 'succeeded' THEN signal END, "
+      "CASE WHEN state = 'succeeded' THEN error END "
+      "FROM tasks WHERE id = ?1 AND state IN ('running', 'succeeded') AND attempts > 0 "
+      "AND NOT EXISTS (SELECT 1 FROM attempts WHERE task_id = ?1 AND number = tasks.attempts) "
       "ORDER BY 1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, task_id);
@@ -489,7 +495,7 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
   {
     // Handing an attempt back (running -> queued) does not count it against the task.
     auto stmt = db_->prepare(
-        "UPDATE tasks SET state = ?2, exit_code = ?3, signal = ?4, error = ?5, worker = NULL, "
+        "UPDATE tasks SET state = ?2, exit_code = ?3, signal = ?4, error = ?5, "
         "token = NULL, run_after_ms = ?6, "
         "started_at_ms = CASE WHEN ?7 THEN started_at_ms ELSE NULL END, "
         "finished_at_ms = CASE WHEN ?7 THEN ?8 ELSE NULL END, "
@@ -512,6 +518,9 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
     }
     if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("finish attempt"));
   }
+  // The attempt that succeeds stays in the task's row (as the running attempt did), read from
+  // there by list_attempts and attempts_since: most tasks never get an attempts row.
+  if (e.outcome == Outcome::kSucceeded && !e.handed_back) return {};
   // REPLACE: a store written by an older rota has a row for an attempt from its start.
   auto stmt = db_->prepare(
       "INSERT OR REPLACE INTO attempts (task_id, number, worker, started_at_ms, finished_at_ms, "
@@ -536,6 +545,17 @@ Status SqliteStore::move_task(int64_t id, TaskState to, int64_t now_ms) {
 }
 
 Status SqliteStore::retry_task(int64_t id, TaskState to, int extra_attempts) {
+  {
+    // The attempt that succeeded leaves the task's row for a row of its own.
+    auto keep = db_->prepare(
+        "INSERT OR IGNORE INTO attempts (task_id, number, worker, started_at_ms, finished_at_ms, "
+        "outcome, exit_code, signal, error) SELECT id, attempts, coalesce(worker, 0), "
+        "started_at_ms, finished_at_ms, 'succeeded', exit_code, signal, error FROM tasks "
+        "WHERE id = ?1 AND state = 'succeeded' AND attempts > 0");
+    if (!keep) return std::unexpected(keep.error());
+    keep->bind(1, id);
+    if (keep->step() != SQLITE_DONE) return std::unexpected(db_->error("retry task"));
+  }
   auto stmt = db_->prepare(
       "UPDATE tasks SET state = ?2, max_attempts = attempts + ?3, exit_code = NULL, "
       "signal = NULL, error = NULL, started_at_ms = NULL, finished_at_ms = NULL, "
@@ -720,7 +740,15 @@ Result<std::vector<AttemptRecord>> SqliteStore::attempts_since(int64_t since_ms)
       "SELECT a.task_id, a.number, a.worker, a.started_at_ms, a.finished_at_ms, a.outcome, "
       "t.queue, coalesce(t.shell, t.argv), t.labels, t.attempts, t.state, t.created_at_ms "
       "FROM attempts a JOIN tasks t ON t.id = a.task_id "
-      "WHERE a.finished_at_ms IS NOT NULL AND a.finished_at_ms >= ?1 ORDER BY a.finished_at_ms");
+      "WHERE a.finished_at_ms IS NOT NULL AND a.finished_at_ms >= ?1 "
+      // The attempts that succeeded, kept in their tasks' rows (finish_attempt).
+      "UNION ALL SELECT t.id, t.attempts, coalesce(t.worker, 0), t.started_at_ms, "
+      "t.finished_at_ms, 'succeeded', t.queue, coalesce(t.shell, t.argv), t.labels, t.attempts, "
+      "t.state, t.created_at_ms FROM tasks t "
+      "WHERE t.finished_at_ms IS NOT NULL AND t.finished_at_ms >= ?1 AND t.state = 'succeeded' "
+      "AND t.attempts > 0 AND NOT EXISTS "
+      "(SELECT 1 FROM attempts WHERE task_id = t.id AND number = t.attempts) "
+      "ORDER BY 5");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, since_ms);
   std::vector<AttemptRecord> out;

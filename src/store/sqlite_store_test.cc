@@ -132,11 +132,56 @@ TEST_F(SqliteStoreTest, CommittedWorkSurvivesReopen) {
   EXPECT_EQ((*t)->state, TaskState::kFailed);
   EXPECT_EQ((*t)->exit_code, 3);
   EXPECT_EQ((*t)->finished_at_ms, 3000);
-  EXPECT_FALSE((*t)->worker);
+  EXPECT_EQ((*t)->worker, 7);  // the worker of its last attempt
   auto attempts = store->list_attempts(id);
   ASSERT_EQ(attempts->size(), 1u);
   EXPECT_EQ((*attempts)[0].worker, 7);
   EXPECT_EQ((*attempts)[0].outcome, "failed");
+}
+
+// An attempt that succeeds is kept in its task's row, not in a row of its own: it is still
+// listed with the task's attempts and among the attempts since a time, and a retry of the task
+// keeps it in the history.
+TEST_F(SqliteStoreTest, SucceededAttemptIsReadFromTheTaskRow) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows = {task("default", 0)};
+  int64_t id = store->insert_tasks(rows)->front();
+  std::vector<std::string> queues = {"default"};
+  auto end_as = [&](int attempt, Outcome outcome, TaskState to, int64_t at_ms) {
+    ASSERT_TRUE(store->claim(kCommandsPool, queues, 1, 7, "tok", at_ms - 500));
+    AttemptEnd end{.task_id = id,
+                   .attempt = attempt,
+                   .worker = 7,
+                   .started_at_ms = at_ms - 500,
+                   .to = to,
+                   .outcome = outcome,
+                   .exit_code = outcome == Outcome::kSucceeded ? 0 : 1,
+                   .finished_at_ms = at_ms};
+    ASSERT_TRUE(store->finish_attempt(end));
+  };
+  end_as(1, Outcome::kFailed, TaskState::kQueued, 3000);
+  end_as(2, Outcome::kSucceeded, TaskState::kSucceeded, 5000);
+  auto outcomes = [&] {
+    std::vector<std::pair<int, std::string>> out;
+    auto attempts = store->list_attempts(id);
+    if (attempts) {
+      for (const Attempt& a : *attempts) out.emplace_back(a.number, a.outcome);
+    }
+    return out;
+  };
+  using Outcomes = std::vector<std::pair<int, std::string>>;
+  EXPECT_EQ(outcomes(), (Outcomes{{1, "failed"}, {2, "succeeded"}}));
+  auto since = store->attempts_since(4000);
+  ASSERT_TRUE(since && since->size() == 1);
+  EXPECT_EQ(since->front().outcome, "succeeded");
+  EXPECT_EQ(since->front().finished_at_ms, 5000);
+  EXPECT_EQ(since->front().worker, 7);
+  ASSERT_TRUE(store->retry_task(id, TaskState::kQueued, 1));
+  EXPECT_EQ(outcomes(), (Outcomes{{1, "failed"}, {2, "succeeded"}}));
+  end_as(3, Outcome::kSucceeded, TaskState::kSucceeded, 7000);
+  EXPECT_EQ(outcomes(), (Outcomes{{1, "failed"}, {2, "succeeded"}, {3, "succeeded"}}));
+  ASSERT_TRUE(store->commit());
 }
 
 // Dependencies are found from both ends.
