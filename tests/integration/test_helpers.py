@@ -319,6 +319,33 @@ def test_a_crash_beside_other_tasks_is_pinned_on_its_task_by_running_each_alone(
         range(1, POISON_AFTER + 2))
 
 
+# A task that must run alone waits for its worker to let go of what it holds: lost in a shared
+# crash, the gated task comes back (after its backoff) to a worker that is running another
+# task; it is claimed but held back, and sent only once the other task is done.
+def test_a_task_to_run_alone_waits_for_its_worker_to_be_free(rota_home, lang):
+    rota = rota_home
+    run_log = start(rota, lang, "--size", "1", "--concurrency", "3")
+    ready_workers(rota, 1)
+    gate_a, gate_b = (os.path.join(rota.root, g) for g in ("gate-a", "gate-b"))
+    alone = add(rota, {"op": "gate", "gate": gate_a}, "--retries", "3", "--backoff", "2s")
+    wait_for(lambda: rota.show(alone)["state"] == "running", message="the gated task to run")
+    crasher = add(rota, {"op": "crash"}, "--retries", "0")
+    assert rota.wait_state(crasher, "failed")["attempt_history"][0]["outcome"] == "worker_lost_shared"
+    with open(gate_a, "w") as f:
+        f.write("open")
+    # The new worker is busy with `other` when the gated task's backoff is over.
+    other = add(rota, {"op": "gate", "gate": gate_b})
+    wait_for(lambda: rota.show(other)["state"] == "running", message="the other task to run")
+    wait_for(lambda: rota.show(alone)["attempts"] == 2 and rota.show(alone)["state"] == "running",
+             timeout=30, message="the gated task to be claimed again")
+    assert (alone, 2) not in [(t, a) for t, a, _, _ in runs(run_log)]
+    with open(gate_b, "w") as f:
+        f.write("open")
+    a, o = rota.wait_state(alone, "succeeded"), rota.wait_state(other, "succeeded")
+    assert a["finished_at"] >= o["finished_at"], (a, o)
+    assert [o for _, o in history(a)] == ["worker_lost_shared", "succeeded"]
+
+
 # Scaling a pool while it works: a new worker takes tasks at once while the others are busy;
 # shrinking tells the leaving workers to stop, and they finish the tasks they hold (on the
 # same worker, not handed back and run again); every task runs and succeeds exactly once. The
