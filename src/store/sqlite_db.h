@@ -54,6 +54,7 @@ class SqliteDb {
   Error error(std::string_view what) const;
   int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
   int changes() const { return sqlite3_changes(db_); }
+  bool in_transaction() const { return sqlite3_get_autocommit(db_) == 0; }
 
  private:
   explicit SqliteDb(sqlite3* db) : db_(db) {}

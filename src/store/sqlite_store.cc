@@ -150,11 +150,21 @@ Status SqliteStore::migrate() {
 }
 
 Status SqliteStore::begin() { return db_->run("BEGIN IMMEDIATE"); }
-Status SqliteStore::commit() { return db_->run("COMMIT"); }
-void SqliteStore::rollback() { (void)db_->exec("ROLLBACK"); }
-Status SqliteStore::savepoint() { return db_->exec("SAVEPOINT op"); }
+Status SqliteStore::commit() {
+  TRY(flush_events());
+  return db_->run("COMMIT");
+}
+void SqliteStore::rollback() {
+  pending_events_.clear();
+  (void)db_->exec("ROLLBACK");
+}
+Status SqliteStore::savepoint() {
+  TRY(flush_events());  // so that a rollback to the savepoint takes back only later ones
+  return db_->exec("SAVEPOINT op");
+}
 Status SqliteStore::release_savepoint() { return db_->exec("RELEASE op"); }
 void SqliteStore::rollback_to_savepoint() {
+  pending_events_.clear();
   (void)db_->exec("ROLLBACK TO op");
   (void)db_->exec("RELEASE op");
   // An environment interned since the savepoint is gone again, and its id will be reused.
@@ -680,27 +690,59 @@ Status SqliteStore::put_queue(const QueueInfo& q) {
 }
 
 Status SqliteStore::append_event(const Event& e) {
-  auto stmt = db_->prepare(
-      "INSERT INTO events (at_ms, kind, task_id, worker_id, from_state, to_state, detail) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-  if (!stmt) return std::unexpected(stmt.error());
-  stmt->bind(1, e.at_ms).bind(2, e.kind);
-  if (e.task_id) {
-    stmt->bind(3, e.task_id);
-  } else {
-    stmt->bind_null(3);
+  pending_events_.push_back(e);
+  if (!db_->in_transaction() || pending_events_.size() >= 1024) return flush_events();
+  return {};
+}
+
+Status SqliteStore::flush_events() {
+  constexpr size_t kRows = 32;  // rows per INSERT
+  auto values = [](size_t rows) {
+    std::string sql =
+        "INSERT INTO events (at_ms, kind, task_id, worker_id, from_state, to_state, detail) "
+        "VALUES ";
+    for (size_t r = 0; r < rows; ++r) {
+      int p = static_cast<int>(r * 7);
+      sql += fmt::format("{}(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})", r ? ", " : "", p + 1, p + 2,
+                         p + 3, p + 4, p + 5, p + 6, p + 7);
+    }
+    return sql;
+  };
+  static const std::string many = values(kRows);
+  static const std::string one = values(1);
+  size_t done = 0;
+  while (done < pending_events_.size()) {
+    size_t rows = pending_events_.size() - done >= kRows ? kRows : 1;
+    auto stmt = db_->prepare(rows == kRows ? many.c_str() : one.c_str());
+    if (!stmt) return std::unexpected(stmt.error());
+    for (size_t r = 0; r < rows; ++r) {
+      const Event& e = pending_events_[done + r];
+      int p = static_cast<int>(r * 7);
+      stmt->bind(p + 1, e.at_ms).bind(p + 2, e.kind);
+      if (e.task_id) {
+        stmt->bind(p + 3, e.task_id);
+      } else {
+        stmt->bind_null(p + 3);
+      }
+      if (e.worker_id) {
+        stmt->bind(p + 4, e.worker_id);
+      } else {
+        stmt->bind_null(p + 4);
+      }
+      stmt->bind(p + 5, e.from).bind(p + 6, e.to).bind(p + 7, e.detail);
+    }
+    if (stmt->step() != SQLITE_DONE) {
+      pending_events_.clear();
+      return std::unexpected(db_->error("append event"));
+    }
+    done += rows;
   }
-  if (e.worker_id) {
-    stmt->bind(4, e.worker_id);
-  } else {
-    stmt->bind_null(4);
-  }
-  stmt->bind(5, e.from).bind(6, e.to).bind(7, e.detail);
-  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("append event"));
+  pending_events_.clear();
   return {};
 }
 
 Result<std::vector<Event>> SqliteStore::list_events(int64_t after_id, int limit) {
+  TRY(flush_events());
   auto stmt = db_->prepare(
       "SELECT at_ms, kind, coalesce(task_id, 0), coalesce(worker_id, 0), from_state, to_state, "
       "detail, id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2");
@@ -715,6 +757,7 @@ Result<std::vector<Event>> SqliteStore::list_events(int64_t after_id, int limit)
 }
 
 Result<int64_t> SqliteStore::last_event_id() {
+  TRY(flush_events());
   auto stmt = db_->prepare("SELECT coalesce(max(id), 0) FROM events");
   if (!stmt) return std::unexpected(stmt.error());
   if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("last event"));

@@ -85,10 +85,15 @@ class SqliteStore final : public Store {
   Status migrate();
   Result<Task> read_task(Stmt& stmt);
   Result<std::vector<Task>> read_tasks(Stmt& stmt);
+  // Writes the events appended in this transaction, many rows per statement.
+  Status flush_events();
 
   std::string path_;
   std::unique_ptr<SqliteDb> db_;
   std::unordered_map<std::string, int64_t> env_ids_;  // env JSON -> id
+  // Events appended inside a transaction, written before anything reads events and before the
+  // commit (a message task makes two: one row each cost more than the task's own update).
+  std::vector<Event> pending_events_;
 };
 
 }  // namespace rota

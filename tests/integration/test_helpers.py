@@ -320,24 +320,26 @@ def test_a_crash_beside_other_tasks_is_pinned_on_its_task_by_running_each_alone(
 
 
 # A task that must run alone waits for its worker to let go of what it holds: lost in a shared
-# crash, the gated task comes back (after its backoff) to a worker that is running another
-# task; it is claimed but held back, and sent only once the other task is done.
+# crash, the gated task comes back (its queue paused meanwhile) to a worker that is running
+# another task; it is claimed but held back, and sent only once the other task is done.
 def test_a_task_to_run_alone_waits_for_its_worker_to_be_free(rota_home, lang):
     rota = rota_home
-    run_log = start(rota, lang, "--size", "1", "--concurrency", "3")
+    run_log = start(rota, lang, "--size", "1", "--concurrency", "3", "--queues", "first,second")
     ready_workers(rota, 1)
     gate_a, gate_b = (os.path.join(rota.root, g) for g in ("gate-a", "gate-b"))
-    alone = add(rota, {"op": "gate", "gate": gate_a}, "--retries", "3", "--backoff", "2s")
+    alone = add(rota, {"op": "gate", "gate": gate_a}, "--queue", "first", "--retries", "3",
+                "--backoff", "10ms")
     wait_for(lambda: rota.show(alone)["state"] == "running", message="the gated task to run")
-    crasher = add(rota, {"op": "crash"}, "--retries", "0")
+    rota.ok("queue", "pause", "first")  # its retry waits
+    crasher = add(rota, {"op": "crash"}, "--queue", "second", "--retries", "0")
     assert rota.wait_state(crasher, "failed")["attempt_history"][0]["outcome"] == "worker_lost_shared"
     with open(gate_a, "w") as f:
         f.write("open")
-    # The new worker is busy with `other` when the gated task's backoff is over.
-    other = add(rota, {"op": "gate", "gate": gate_b})
+    other = add(rota, {"op": "gate", "gate": gate_b}, "--queue", "second")
     wait_for(lambda: rota.show(other)["state"] == "running", message="the other task to run")
-    wait_for(lambda: rota.show(alone)["attempts"] == 2 and rota.show(alone)["state"] == "running",
-             timeout=30, message="the gated task to be claimed again")
+    rota.ok("queue", "resume", "first")
+    wait_for(lambda: rota.show(alone)["attempts"] == 2, message="the gated task to be claimed again")
+    assert rota.show(alone)["state"] == "running"
     assert (alone, 2) not in [(t, a) for t, a, _, _ in runs(run_log)]
     with open(gate_b, "w") as f:
         f.write("open")
