@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 
 namespace rota {
@@ -309,4 +310,44 @@ TEST_F(SqliteStoreTest, ListNewestFirst) {
 }
 
 }  // namespace
+// Events appended in a transaction are seen by a read in it, in order, and committed with it
+// (40 of them: one statement of 32 rows and 8 single rows); a rollback takes them back; an
+// event outside a transaction is written at once.
+TEST_F(SqliteStoreTest, EventsAreWrittenWithTheirTransaction) {
+  auto store = open();
+  auto append = [&](int n, int64_t first_at) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(store->append_event({.at_ms = first_at + i, .kind = "task", .task_id = i + 1}));
+    }
+  };
+  auto times = [&] {
+    std::vector<int64_t> out;
+    auto events = store->list_events(0, 1000);
+    if (events) {
+      for (const Event& e : *events) out.push_back(e.at_ms);
+    }
+    return out;
+  };
+  ASSERT_TRUE(store->begin());
+  append(40, 1000);
+  std::vector<int64_t> expected(40);
+  std::iota(expected.begin(), expected.end(), 1000);
+  EXPECT_EQ(times(), expected);
+  append(3, 2000);  // after the read: written at the commit
+  ASSERT_TRUE(store->commit());
+  expected.insert(expected.end(), {2000, 2001, 2002});
+  EXPECT_EQ(*store->last_event_id(), 43);
+  ASSERT_TRUE(store->begin());
+  append(5, 3000);
+  store->rollback();
+  EXPECT_EQ(times(), expected);
+  append(1, 4000);
+  expected.push_back(4000);
+  auto reopened = open();
+  auto events = reopened->list_events(0, 1000);
+  ASSERT_TRUE(events);
+  EXPECT_EQ(events->size(), expected.size());
+  EXPECT_EQ(events->back().at_ms, 4000);
+}
+
 }  // namespace rota
