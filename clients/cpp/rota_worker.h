@@ -13,16 +13,19 @@
 // the protocol of docs/protocol.md ("User pools") with each over stdin and stdout. `run` does:
 //
 // - hello with the concurrency K: `Options::concurrency` if given, never above
-//   $ROTA_CONCURRENCY; else $ROTA_CONCURRENCY; else 1. Up to K handlers run at once, each on a
-//   thread; with K == 1 on the thread that reads stdin, the fastest way for short tasks.
+//   $ROTA_CONCURRENCY; else $ROTA_CONCURRENCY; else 1. Up to K handlers run at once. The thread
+//   that reads stdin runs the tasks of what it read itself, one after another, and answers them
+//   in one write: no thread hand-over per task, the fastest way for short tasks. With K > 1,
+//   once such a run has lasted 1 ms (a slow task) the tasks behind it, and those that come
+//   meanwhile, go to K handler threads instead, until tasks are quick again.
 // - One handler call per task. What it returns is the result (null for none). An exception
 //   fails the attempt, which is retried under the task's retry policy; `throw
 //   rota::Permanent("why")` fails it without a retry. A handler that returns after its task was
 //   cancelled fails the attempt with the error "cancelled".
 // - `ctx.task`, `ctx.attempt` and `ctx.deadline_ms` (Unix ms, 0: none) describe the attempt.
 //   `ctx.cancelled()` turns true when the daemon cancels the task (its timeout, or a user's
-//   cancel): a long handler should check it and stop early; with K == 1 a cancel reaches it
-//   within about one heartbeat interval. `ctx.progress(0.5, "halfway")` reports progress.
+//   cancel): a long handler should check it and stop early; a cancel reaches it within about
+//   50 ms. `ctx.progress(0.5, "halfway")` reports progress.
 // - A heartbeat every $ROTA_HEARTBEAT_MS ms (default 1000) from a thread of its own, so a
 //   handler may run for as long as its timeout allows.
 // - On `shutdown` (or SIGTERM, with a grace of 5 s): no new task; the handlers in flight get up
@@ -123,9 +126,14 @@ constexpr size_t kChunk = 1 << 16;
 constexpr int64_t kSigtermGraceMs = 5000;
 // A longer grace is cut to this (~30 years). A pool that shrinks asks for one year.
 constexpr int64_t kLongestGraceMs = 1'000'000'000'000;
-// An inline handler that has run this long gets the ticker reading stdin for it, so that a
-// cancel reaches it; shorter ones never pay for the hand-over.
+// A run of inline handlers that has lasted this long gets the ticker reading stdin for it, so
+// that a cancel reaches it; shorter ones never pay for the hand-over. With K > 1 it is
+// kHandOffAfter, and the ticker also hands the tasks waiting behind the run to the threads.
 constexpr auto kWatchAfter = std::chrono::milliseconds(50);
+constexpr auto kHandOffAfter = std::chrono::milliseconds(1);
+// A task on a handler thread that took less than this, with no task waiting, sends the next
+// tasks back to the reading thread.
+constexpr auto kQuick = std::chrono::microseconds(100);
 constexpr Clock::rep kNoDeadline = Clock::duration::max().count();
 
 enum class Retry { kNo, kYes };
@@ -223,13 +231,22 @@ class Output {
     write_queued();
   }
 
-  // REQUIRES: called by the reading thread only (and flush_deferred too).
-  void defer(std::string_view line) { deferred_ += line; }
+  // Keeps a line to be written with the others of its chunk, by flush_deferred().
+  void defer(std::string_view line) {
+    std::lock_guard lock(mu_);
+    deferred_ += line;
+  }
 
   void flush_deferred() {
-    if (deferred_.empty()) return;
-    send(deferred_);
-    deferred_.clear();
+    {
+      std::lock_guard lock(mu_);
+      if (deferred_.empty()) return;
+      queued_ += deferred_;
+      deferred_.clear();
+      if (writing_) return;
+      writing_ = true;
+    }
+    write_queued();
   }
 
   // Returns once every line sent so far is written.
@@ -274,7 +291,7 @@ class Output {
   std::condition_variable written_;
   std::string queued_;
   bool writing_ = false;
-  std::string deferred_;  // the reading thread's lines
+  std::string deferred_;  // the lines of inline handlers, until their chunk is done
 };
 
 // stdin, read in large chunks. Its owner is the reading thread or, while an inline handler runs
@@ -336,13 +353,21 @@ inline std::string_view type_of(const json& message) {
   return it->get_ref<const json::string_t&>();
 }
 
-// Sends a heartbeat every `interval`. While a handler runs inline on the reading thread for
-// longer than kWatchAfter, it also reads stdin in that thread's place, acting at once on cancel
-// and shutdown (and on the end of the file) and leaving all it read in the buffer.
+// Sends a heartbeat every `interval`. While a run of inline handlers on the reading thread has
+// lasted `watch_after`, it also reads stdin in that thread's place: with K == 1 acting at once on
+// cancel and shutdown (and on the end of the file) and leaving all it read in the buffer; with
+// K > 1 handling every line, the new tasks going to the handler threads (Worker::hand_off).
+// It wakes for a run only when the run is due for watching: the reading thread pokes it when a
+// run begins while it sleeps without a run to mind, at most once per `watch_after`.
 class Ticker {
  public:
-  Ticker(Worker& worker, Input& input, Output& output, std::chrono::milliseconds interval)
-      : worker_(worker), input_(input), output_(output), interval_(interval) {}
+  Ticker(Worker& worker, Input& input, Output& output, std::chrono::milliseconds interval,
+         Clock::duration watch_after)
+      : worker_(worker),
+        input_(input),
+        output_(output),
+        interval_(interval),
+        watch_after_(watch_after) {}
 
   void start() {
     thread_ = std::thread([this] { loop(); });
@@ -357,9 +382,15 @@ class Ticker {
   void poke_now() { poke(wake_.w); }
 
   void begin_inline() {
-    std::lock_guard lock(mu_);
-    inline_ = true;
-    inline_since_ = Clock::now();
+    bool wake;
+    {
+      std::lock_guard lock(mu_);
+      inline_ = true;
+      inline_since_ = Clock::now();
+      wake = unminded_;
+      unminded_ = false;
+    }
+    if (wake) poke(wake_.w);
   }
 
   // Takes stdin back from the ticker, if it has it.
@@ -376,7 +407,7 @@ class Ticker {
 
  private:
   void loop();
-  bool should_watch();
+  bool should_watch(bool& began);
   void sleep_until(Clock::time_point until);
   void watch_until(Clock::time_point until);
   void act_on_urgent();
@@ -386,11 +417,13 @@ class Ticker {
   Input& input_;
   Output& output_;
   const std::chrono::milliseconds interval_;
+  const Clock::duration watch_after_;
   const Pipe wake_;
   std::mutex mu_;
   std::condition_variable released_;
-  bool inline_ = false;  // a handler runs on the reading thread
+  bool inline_ = false;  // a run of handlers is on the reading thread
   Clock::time_point inline_since_;
+  bool unminded_ = false;  // the ticker sleeps without a run to mind: begin_inline pokes it
   bool watching_ = false;  // the ticker owns stdin
   size_t scanned_ = 0;     // how far into the input buffer the ticker has looked
   std::atomic<bool> stopped_{false};
@@ -404,7 +437,8 @@ class Worker {
         k_(k),
         input_(in_fd),
         output_(out_fd),
-        ticker_(*this, input_, output_, heartbeat) {}
+        ticker_(*this, input_, output_, heartbeat,
+                k > 1 ? Clock::duration(kHandOffAfter) : Clock::duration(kWatchAfter)) {}
 
   int serve();
 
@@ -424,6 +458,14 @@ class Worker {
     begin_shutdown(int_field(message, "grace_ms").value_or(0));
   }
 
+  // K > 1: handler threads, beside the reading thread's runs.
+  bool threaded() const { return k_ > 1; }
+  // Handles the complete lines in the input buffer. REQUIRES: the caller owns stdin.
+  void handle_lines();
+  // The tasks waiting, and those that come until tasks are quick again, go to the handler
+  // threads; the answers kept for the chunk are written now.
+  void hand_off();
+
  private:
   struct Job {
     std::shared_ptr<Context> ctx;
@@ -442,6 +484,7 @@ class Worker {
   void on_error(json& message);
 
   void run_inline(const std::shared_ptr<Context>& ctx, const json& payload);
+  bool run_queued();
   void start_threads();
   void stop_threads();
   void serve_jobs();
@@ -458,8 +501,9 @@ class Worker {
 
   std::mutex mu_;
   std::unordered_map<int64_t, std::shared_ptr<Context>> running_;
-  std::deque<Job> jobs_;  // for the handler threads (K > 1)
+  std::deque<Job> jobs_;  // K > 1: for the reading thread's next run, or the handler threads
   std::condition_variable jobs_ready_;
+  bool threads_on_ = false;  // the handler threads take the jobs, the reading thread none
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
@@ -471,7 +515,9 @@ inline void Ticker::loop() {
   while (!stopped_) {
     worker_.notice_sigterm();
     auto until = std::min(next_beat, worker_.shutdown_at());
-    if (should_watch()) {
+    bool began = false;
+    if (should_watch(began)) {
+      if (began && worker_.threaded()) worker_.hand_off();
       watch_until(until);
     } else {
       sleep_until(until);
@@ -484,15 +530,17 @@ inline void Ticker::loop() {
   }
 }
 
-inline bool Ticker::should_watch() {
+// `began`: set when the watching begins now.
+inline bool Ticker::should_watch(bool& began) {
   std::lock_guard lock(mu_);
   if (!inline_) {
-    release_stdin();  // the handler ended between two rounds of watching
+    release_stdin();  // the run ended between two rounds of watching
     return false;
   }
   if (worker_.shutdown_overdue()) worker_.force_exit();  // the grace is over; it still runs
-  if (!watching_ && Clock::now() - inline_since_ >= kWatchAfter) {
+  if (!watching_ && Clock::now() - inline_since_ >= watch_after_) {
     watching_ = true;
+    began = true;
     scanned_ = input_.position();
   }
   return watching_;
@@ -501,18 +549,29 @@ inline bool Ticker::should_watch() {
 inline void Ticker::sleep_until(Clock::time_point until) {
   {
     std::lock_guard lock(mu_);
-    if (inline_) until = std::min(until, inline_since_ + kWatchAfter);
+    if (inline_) {
+      until = std::min(until, inline_since_ + watch_after_);
+    } else {
+      unminded_ = true;
+    }
   }
   pollfd fd{wake_.r, POLLIN, 0};
   ::poll(&fd, 1, poll_timeout_ms(until));
   drain(wake_.r);
+  std::lock_guard lock(mu_);
+  unminded_ = false;
 }
 
 inline void Ticker::watch_until(Clock::time_point until) {
   pollfd fds[2] = {{input_.fd(), POLLIN, 0}, {wake_.r, POLLIN, 0}};
   if (::poll(fds, 2, poll_timeout_ms(until)) > 0 && fds[0].revents != 0) {
     if (!input_.read() && !worker_.shutting_down()) worker_.force_exit();  // the daemon is gone
-    act_on_urgent();
+    if (worker_.threaded()) {
+      worker_.handle_lines();
+      worker_.hand_off();
+    } else {
+      act_on_urgent();
+    }
   }
   drain(wake_.r);
   std::lock_guard lock(mu_);
@@ -620,11 +679,18 @@ inline bool Worker::wait_for_input() {
 }
 
 inline void Worker::handle_buffered() {
-  // An inline handler may leave more input behind (read by the ticker): it is handled too.
+  // A run of inline handlers may leave more input behind (read by the ticker): it is handled
+  // too. With K > 1 the tasks of the lines are queued, then run.
+  do {
+    handle_lines();
+  } while (threaded() && run_queued());
+  input_.compact();
+}
+
+inline void Worker::handle_lines() {
   while (auto line = input_.next_line()) {
     if (auto message = decode(*line)) dispatch(*message);
   }
-  input_.compact();
 }
 
 inline void Worker::dispatch(json& message) {
@@ -652,13 +718,17 @@ inline void Worker::on_task(json& message) {
                                        int_field(message, "deadline_ms").value_or(0));
   ctx->output_ = &output_;
   json& payload = message["payload"];
+  bool to_thread = false;
   {
     std::lock_guard lock(mu_);
     running_[*task] = ctx;
-    if (k_ > 1) jobs_.push_back({ctx, std::move(payload)});
+    if (k_ > 1) {
+      jobs_.push_back({ctx, std::move(payload)});
+      to_thread = threads_on_;
+    }
   }
   if (k_ == 1) return run_inline(ctx, payload);
-  jobs_ready_.notify_one();
+  if (to_thread) jobs_ready_.notify_one();
 }
 
 inline void Worker::on_cancel(const json& message) {
@@ -683,6 +753,35 @@ inline void Worker::run_inline(const std::shared_ptr<Context>& ctx, const json& 
   finish(*ctx, line, Delivery::kWithChunk);
 }
 
+// Runs the queued tasks one after another on the reading thread, until none is left or the
+// ticker has handed them to the threads. Returns whether it ran any.
+inline bool Worker::run_queued() {
+  bool ran = false;
+  for (;;) {
+    Job job;
+    {
+      std::lock_guard lock(mu_);
+      if (threads_on_ || jobs_.empty()) break;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    if (!ran) ticker_.begin_inline();
+    ran = true;
+    finish(*job.ctx, answer(*job.ctx, job.payload), Delivery::kWithChunk);
+  }
+  if (ran) ticker_.end_inline();
+  return ran;
+}
+
+inline void Worker::hand_off() {
+  output_.flush_deferred();
+  {
+    std::lock_guard lock(mu_);
+    threads_on_ = true;
+  }
+  jobs_ready_.notify_all();
+}
+
 inline void Worker::start_threads() {
   for (int i = 0; i < k_; ++i) threads_.emplace_back([this] { serve_jobs(); });
 }
@@ -697,16 +796,21 @@ inline void Worker::stop_threads() {
 }
 
 inline void Worker::serve_jobs() {
+  bool quick = false;
   for (;;) {
     Job job;
     {
       std::unique_lock lock(mu_);
-      jobs_ready_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      if (quick && jobs_.empty()) threads_on_ = false;  // the reading thread runs them again
+      jobs_ready_.wait(lock, [this] { return stopping_ || (threads_on_ && !jobs_.empty()); });
       if (jobs_.empty()) return;
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    finish(*job.ctx, answer(*job.ctx, job.payload), Delivery::kNow);
+    auto started = Clock::now();
+    std::string line = answer(*job.ctx, job.payload);
+    quick = Clock::now() - started < kQuick;
+    finish(*job.ctx, line, Delivery::kNow);
   }
 }
 
