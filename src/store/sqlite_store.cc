@@ -345,7 +345,7 @@ Result<Task> SqliteStore::read_task(Stmt& s) {
   return t;
 }
 
-Result<std::vector<Task>> SqliteStore::read_tasks(Stmt& stmt) {
+Result<std::vector<Task>> SqliteStore::read_tasks(Stmt& stmt, Deps with) {
   std::vector<Task> tasks;
   int rc;
   while ((rc = stmt.step()) == SQLITE_ROW) {
@@ -354,6 +354,7 @@ Result<std::vector<Task>> SqliteStore::read_tasks(Stmt& stmt) {
     tasks.push_back(std::move(*task));
   }
   if (rc != SQLITE_DONE) return std::unexpected(db_->error("read tasks"));
+  if (with == Deps::kSkip) return tasks;
   for (Task& t : tasks) {
     auto deps = db_->prepare("SELECT dep_id FROM task_deps WHERE task_id = ?1 ORDER BY dep_id");
     if (!deps) return std::unexpected(deps.error());
@@ -470,7 +471,7 @@ Result<std::vector<Task>> SqliteStore::claim(std::string_view pool,
     auto head = db_->prepare(heads_sql.c_str());
     if (!head) return std::unexpected(head.error());
     head->bind(1, pool).bind(2, queue).bind(3, int64_t{limit});
-    auto heads = read_tasks(*head);
+    auto heads = read_tasks(*head, Deps::kSkip);  // met already: a queued task is ready
     if (!heads) return std::unexpected(heads.error());
     std::move(heads->begin(), heads->end(), std::back_inserter(tasks));
   }

@@ -84,7 +84,9 @@ class SqliteStore final : public Store {
   static Status create(const std::string& path);
   Status migrate();
   Result<Task> read_task(Stmt& stmt);
-  Result<std::vector<Task>> read_tasks(Stmt& stmt);
+  // kSkip: without depends_on, for readers that do not need it (a claim).
+  enum class Deps { kRead, kSkip };
+  Result<std::vector<Task>> read_tasks(Stmt& stmt, Deps with = Deps::kRead);
   // Writes the events appended in this transaction, many rows per statement.
   Status flush_events();
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 namespace rota {
@@ -137,7 +138,31 @@ std::string encode_for_program(const Message& m) {
   }
 }
 
+namespace {
+
+// The line a helper answers most tasks with, `{"type":"done","task":N}` exactly: read without
+// building a JSON tree. Anything else (spaces, a result, more fields) takes the general path.
+std::optional<Message> decode_plain_done(std::string_view line) {
+  constexpr std::string_view kHead = R"({"type":"done","task":)";
+  if (!line.starts_with(kHead) || !line.ends_with('}')) return std::nullopt;
+  std::string_view digits = line.substr(kHead.size(), line.size() - kHead.size() - 1);
+  int64_t task = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), task);
+  if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty() ||
+      digits.front() == '-' || (digits.front() == '0' && digits.size() > 1)) {
+    return std::nullopt;
+  }
+  Message m;
+  m.type = MessageType::kDone;
+  m.task = task;
+  m.concurrency = 0;  // as the general path: not said
+  return m;
+}
+
+}  // namespace
+
 Result<Message> decode(std::string_view line) {
+  if (auto done = decode_plain_done(line)) return *std::move(done);
   try {
     json j = json::parse(line);
     if (!j.is_object()) return make_error(Code::kInvalidArgument, "a message must be an object");

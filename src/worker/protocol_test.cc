@@ -80,5 +80,33 @@ TEST(Protocol, ResultAndAck) {
   EXPECT_EQ(a->token, "t");
 }
 
+// A helper's plain done line (read without a JSON tree) decodes as the same line spelled
+// otherwise does; near misses take the general path and keep its meaning.
+TEST(Protocol, PlainDoneLineDecodesLikeAnyOther) {
+  for (std::string_view line : {R"({"type":"done","task":123})", R"({"type": "done", "task": 123})",
+                                R"({"task":123,"type":"done"})"}) {
+    auto d = decode(line);
+    ASSERT_TRUE(d) << line;
+    EXPECT_EQ(d->type, MessageType::kDone) << line;
+    EXPECT_EQ(d->task, 123) << line;
+    EXPECT_EQ(d->worker, 0) << line;
+    EXPECT_TRUE(d->token.empty()) << line;
+    EXPECT_TRUE(d->result.empty()) << line;
+    EXPECT_TRUE(d->error.empty()) << line;
+    EXPECT_TRUE(d->retryable) << line;
+    EXPECT_EQ(d->concurrency, 0) << line;
+    EXPECT_FALSE(d->exit_code) << line;
+  }
+  auto with_result = decode(R"({"type":"done","task":7,"result":{"n":1}})");
+  ASSERT_TRUE(with_result);
+  EXPECT_EQ(with_result->task, 7);
+  EXPECT_EQ(with_result->result, R"({"n":1})");
+  auto zero = decode(R"({"type":"done","task":0})");
+  ASSERT_TRUE(zero);
+  EXPECT_EQ(zero->task, 0);
+  EXPECT_FALSE(decode(R"({"type":"done","task":12x})"));
+  EXPECT_FALSE(decode(R"({"type":"done","task":})"));
+}
+
 }  // namespace
 }  // namespace rota
