@@ -74,6 +74,37 @@ TEST_F(SqliteStoreTest, ClaimsByPriorityThenAge) {
   ASSERT_TRUE(store->commit());
 }
 
+// A large batch (written many rows per INSERT) gives each task the id its row got, in order,
+// whatever each row holds; a task's dependencies are kept under its own id.
+TEST_F(SqliteStoreTest, EveryTaskOfABatchGetsItsOwnId) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows;
+  for (int i = 0; i < 70; ++i) {
+    NewTask t = task("q" + std::to_string(i), i % 3);
+    if (i % 2 == 0) t.spec.labels = {{"n", std::to_string(i)}};
+    if (i % 5 == 0) t.spec.payload = R"({"i":)" + std::to_string(i) + "}";
+    rows.push_back(t);
+  }
+  auto first = store->insert_tasks(std::span(rows).first(1));
+  ASSERT_TRUE(first);
+  rows[69].spec.after = {first->front()};
+  rows[69].state = TaskState::kWaiting;
+  auto ids = store->insert_tasks(rows);
+  ASSERT_TRUE(ids);
+  ASSERT_EQ(ids->size(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto t = store->get_task((*ids)[i]);
+    ASSERT_TRUE(t && *t) << i;
+    EXPECT_EQ((*t)->queue, rows[i].spec.queue) << i;
+    EXPECT_EQ((*t)->priority, rows[i].spec.priority) << i;
+    EXPECT_EQ((*t)->labels, rows[i].spec.labels) << i;
+    EXPECT_EQ((*t)->payload, rows[i].spec.payload) << i;
+  }
+  EXPECT_EQ((*store->get_task(ids->back()))->depends_on, (std::vector<int64_t>{first->front()}));
+  ASSERT_TRUE(store->commit());
+}
+
 // A batched claim takes the best `limit` tasks of its pool across queues, and no other pool's.
 TEST_F(SqliteStoreTest, BatchedClaimKeepsOrderAndPool) {
   auto store = open();
