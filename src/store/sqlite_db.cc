@@ -22,6 +22,11 @@ Stmt& Stmt::bind(int index, std::string_view value) {
   return *this;
 }
 
+Stmt& Stmt::bind_static(int index, std::string_view value) {
+  sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+  return *this;
+}
+
 Stmt& Stmt::bind(int index, std::optional<int> value) {
   if (value) return bind(index, static_cast<int64_t>(*value));
   return bind_null(index);

@@ -25,6 +25,8 @@ class Stmt {
 
   Stmt& bind(int index, int64_t value);
   Stmt& bind(int index, std::string_view value);
+  // Binds without a copy. REQUIRES: `value` outlives the statement's next step().
+  Stmt& bind_static(int index, std::string_view value);
   Stmt& bind(int index, std::optional<int> value);
   Stmt& bind_null(int index);
 

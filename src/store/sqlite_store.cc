@@ -215,7 +215,7 @@ constexpr int kTaskParams = 26;  // bound per row by bind_new_task
 
 // Binds one row of the INSERT into tasks, its parameters from ?(p + 1) to ?(p + kTaskParams).
 void bind_new_task(Stmt& stmt, int p, const NewTask& t) {
-  const TaskSpec& s = t.spec;
+  const TaskSpec& s = t.spec;  // outlives the step: its fields are bound without a copy
   auto text_or_null = [&](int index, const std::string& value) {
     if (value.empty()) {
       stmt.bind_null(p + index);
@@ -223,15 +223,23 @@ void bind_new_task(Stmt& stmt, int p, const NewTask& t) {
       stmt.bind(p + index, value);
     }
   };
-  stmt.bind(p + 1, state_name(t.state)).bind(p + 2, s.queue).bind(p + 3, int64_t{s.priority});
+  auto field_or_null = [&](int index, const std::string& value) {
+    if (value.empty()) {
+      stmt.bind_null(p + index);
+    } else {
+      stmt.bind_static(p + index, value);
+    }
+  };
+  stmt.bind_static(p + 1, state_name(t.state)).bind_static(p + 2, s.queue);
+  stmt.bind(p + 3, int64_t{s.priority});
   stmt.bind(p + 4, int64_t{s.retries + 1}).bind(p + 5, s.backoff.base_ms);
   stmt.bind(p + 6, s.backoff.max_ms).bind(p + 7, s.timeout_ms).bind(p + 8, t.run_after_ms);
   if (s.command.argv.empty()) {
-    stmt.bind_null(p + 9).bind(p + 10, s.command.shell);
+    stmt.bind_null(p + 9).bind_static(p + 10, s.command.shell);
   } else {
     stmt.bind(p + 9, json(s.command.argv).dump()).bind_null(p + 10);
   }
-  stmt.bind(p + 11, s.command.cwd).bind(p + 12, t.env_id);
+  stmt.bind_static(p + 11, s.command.cwd).bind(p + 12, t.env_id);
   text_or_null(13, s.labels.empty() ? std::string() : labels_json(s.labels));
   stmt.bind(p + 14, t.created_at_ms);
   if (is_terminal(t.state)) {
@@ -240,7 +248,7 @@ void bind_new_task(Stmt& stmt, int p, const NewTask& t) {
     stmt.bind_null(p + 15);
   }
   stmt.bind(p + 16, s.slow_after_ms);
-  text_or_null(17, s.unique_key);
+  field_or_null(17, s.unique_key);
   text_or_null(18, s.command.vars.empty() ? std::string() : json(s.command.vars).dump());
   if (s.batch_id) {
     stmt.bind(p + 19, s.batch_id);
@@ -250,19 +258,19 @@ void bind_new_task(Stmt& stmt, int p, const NewTask& t) {
   if (s.schedule.empty()) {
     stmt.bind_null(p + 20).bind_null(p + 21);
   } else {
-    stmt.bind(p + 20, s.schedule).bind(p + 21, s.slot_ms);
+    stmt.bind_static(p + 20, s.schedule).bind(p + 21, s.slot_ms);
   }
   if (s.schedule.empty() && s.item.empty()) {
     stmt.bind_null(p + 22);
   } else {
-    stmt.bind(p + 22, s.item);
+    stmt.bind_static(p + 22, s.item);
   }
   text_or_null(23, s.command.isolation.kind == Isolation::Kind::kNone
                        ? std::string()
                        : isolation_to_json(s.command.isolation));
   text_or_null(24, s.command.http ? http_to_json(*s.command.http) : std::string());
-  stmt.bind(p + 25, s.pool);
-  text_or_null(26, s.payload);
+  stmt.bind_static(p + 25, s.pool);
+  field_or_null(26, s.payload);
 }
 
 }  // namespace
