@@ -171,6 +171,96 @@ TEST_F(SqliteStoreTest, CommittedWorkSurvivesReopen) {
   EXPECT_EQ((*attempts)[0].outcome, "failed");
 }
 
+// A claim is written with the end of its attempt when both fall in one transaction, else
+// before the commit: either way the store ends as if each had been written at once. A task
+// claimed in a transaction is not claimed again in it until its attempt has ended.
+TEST_F(SqliteStoreTest, ClaimsEndedInTheirTransactionAreWrittenWhole) {
+  int64_t done = 0, running = 0, retried = 0;
+  {
+    auto store = open();
+    ASSERT_TRUE(store->begin());
+    std::vector<NewTask> rows = {task("q", 2), task("q", 1), task("q", 0)};
+    auto ids = store->insert_tasks(rows);
+    ASSERT_TRUE(ids);
+    done = (*ids)[0], running = (*ids)[1], retried = (*ids)[2];
+    std::vector<std::string> queues = {"q"};
+    auto first = store->claim(kCommandsPool, queues, 2, 7, "tok7", 2000);
+    ASSERT_TRUE(first && first->size() == 2);
+    auto second = store->claim(kCommandsPool, queues, 2, 8, "tok8", 2100);
+    ASSERT_TRUE(second && second->size() == 1);
+    EXPECT_EQ(second->front().id, retried);
+    AttemptEnd success{.task_id = done,
+                       .attempt = 1,
+                       .worker = 7,
+                       .started_at_ms = 2000,
+                       .to = TaskState::kSucceeded,
+                       .outcome = Outcome::kSucceeded,
+                       .exit_code = 0,
+                       .finished_at_ms = 2500};
+    ASSERT_TRUE(store->finish_attempt(success));
+    AttemptEnd failure{.task_id = retried,
+                       .attempt = 1,
+                       .worker = 8,
+                       .started_at_ms = 2100,
+                       .to = TaskState::kQueued,
+                       .outcome = Outcome::kFailed,
+                       .exit_code = 1,
+                       .error = "exit status 1",
+                       .finished_at_ms = 2600};
+    ASSERT_TRUE(store->finish_attempt(failure));
+    auto again = store->claim(kCommandsPool, queues, 5, 8, "tok8b", 2700);
+    ASSERT_TRUE(again && again->size() == 1);
+    EXPECT_EQ(again->front().id, retried);
+    EXPECT_EQ(again->front().attempts, 2);
+    ASSERT_TRUE(store->commit());
+  }
+  auto store = open();
+  auto t = store->get_task(done);
+  ASSERT_TRUE(t && *t);
+  EXPECT_EQ((*t)->state, TaskState::kSucceeded);
+  EXPECT_EQ((*t)->attempts, 1);
+  EXPECT_EQ((*t)->worker, 7);
+  EXPECT_EQ((*t)->started_at_ms, 2000);
+  EXPECT_EQ((*t)->finished_at_ms, 2500);
+  auto attempts = store->list_attempts(done);
+  ASSERT_TRUE(attempts && attempts->size() == 1);
+  EXPECT_EQ(attempts->front().worker, 7);
+  EXPECT_EQ(attempts->front().started_at_ms, 2000);
+  EXPECT_EQ(attempts->front().outcome, "succeeded");
+  auto r = store->get_task(running);
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ((*r)->state, TaskState::kRunning);
+  EXPECT_EQ((*r)->attempts, 1);
+  EXPECT_EQ((*r)->worker, 7);
+  EXPECT_EQ((*r)->token, "tok7");
+  EXPECT_EQ((*r)->started_at_ms, 2000);
+  auto q = store->get_task(retried);
+  ASSERT_TRUE(q && *q);
+  EXPECT_EQ((*q)->state, TaskState::kRunning);
+  EXPECT_EQ((*q)->attempts, 2);
+  EXPECT_EQ((*q)->token, "tok8b");
+  auto tried = store->list_attempts(retried);
+  ASSERT_TRUE(tried && tried->size() == 2);
+  EXPECT_EQ((*tried)[0].outcome, "failed");
+  EXPECT_EQ((*tried)[0].worker, 8);
+}
+
+// What reads the store in the transaction of a claim sees the claimed task running.
+TEST_F(SqliteStoreTest, AClaimIsSeenByReadsInItsTransaction) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows = {task("q", 0)};
+  int64_t id = store->insert_tasks(rows)->front();
+  std::vector<std::string> queues = {"q"};
+  ASSERT_TRUE(store->claim(kCommandsPool, queues, 1, 3, "tok", 2000));
+  auto t = store->get_task(id);
+  ASSERT_TRUE(t && *t);
+  EXPECT_EQ((*t)->state, TaskState::kRunning);
+  EXPECT_EQ((*t)->worker, 3);
+  EXPECT_EQ((*t)->attempts, 1);
+  ASSERT_TRUE(store->commit());
+}
+
 // An attempt that succeeds is kept in its task's row, not in a row of its own: it is still
 // listed with the task's attempts and among the attempts since a time, and a retry of the task
 // keeps it in the history.
