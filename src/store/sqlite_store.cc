@@ -127,7 +127,7 @@ Status SqliteStore::migrate() {
   TRY(db_->exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"));
   int version = 0;
   {
-    auto stmt = prepare("SELECT value FROM meta WHERE key = 'schema_version'");
+    auto stmt = db_->prepare("SELECT value FROM meta WHERE key = 'schema_version'");
     if (!stmt) return std::unexpected(stmt.error());
     if (stmt->step() == SQLITE_ROW) version = std::stoi(stmt->text(0));
   }
@@ -138,7 +138,7 @@ Status SqliteStore::migrate() {
       db_->exec("ROLLBACK");
       return std::unexpected(r.error());
     }
-    auto stmt = prepare(
+    auto stmt = db_->prepare(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?1) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
     if (!stmt) return std::unexpected(stmt.error());
@@ -151,24 +151,19 @@ Status SqliteStore::migrate() {
 
 Status SqliteStore::begin() { return db_->run("BEGIN IMMEDIATE"); }
 Status SqliteStore::commit() {
-  TRY(flush_claims());
   TRY(flush_events());
   return db_->run("COMMIT");
 }
 void SqliteStore::rollback() {
-  pending_claims_.clear();
   pending_events_.clear();
   (void)db_->exec("ROLLBACK");
 }
 Status SqliteStore::savepoint() {
-  // So that a rollback to the savepoint takes back only later ones.
-  TRY(flush_claims());
-  TRY(flush_events());
+  TRY(flush_events());  // so that a rollback to the savepoint takes back only later ones
   return db_->exec("SAVEPOINT op");
 }
 Status SqliteStore::release_savepoint() { return db_->exec("RELEASE op"); }
 void SqliteStore::rollback_to_savepoint() {
-  pending_claims_.clear();
   pending_events_.clear();
   (void)db_->exec("ROLLBACK TO op");
   (void)db_->exec("RELEASE op");
@@ -180,7 +175,7 @@ Result<int64_t> SqliteStore::intern_env(const Env& env) {
   std::string vars = json(env).dump();
   if (auto it = env_ids_.find(vars); it != env_ids_.end()) return it->second;
   {
-    auto find = prepare("SELECT id FROM envs WHERE vars = ?1");
+    auto find = db_->prepare("SELECT id FROM envs WHERE vars = ?1");
     if (!find) return std::unexpected(find.error());
     find->bind(1, vars);
     if (find->step() == SQLITE_ROW) {
@@ -189,7 +184,7 @@ Result<int64_t> SqliteStore::intern_env(const Env& env) {
       return id;
     }
   }
-  auto insert = prepare("INSERT INTO envs (vars) VALUES (?1)");
+  auto insert = db_->prepare("INSERT INTO envs (vars) VALUES (?1)");
   if (!insert) return std::unexpected(insert.error());
   insert->bind(1, vars);
   if (insert->step() != SQLITE_DONE) return std::unexpected(db_->error("intern env"));
@@ -201,7 +196,7 @@ Result<int64_t> SqliteStore::intern_env(const Env& env) {
 }
 
 Result<Env> SqliteStore::get_env(int64_t env_id) {
-  auto stmt = prepare("SELECT vars FROM envs WHERE id = ?1");
+  auto stmt = db_->prepare("SELECT vars FROM envs WHERE id = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, env_id);
   if (stmt->step() != SQLITE_ROW) {
@@ -306,7 +301,7 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
   ids.reserve(tasks.size());
   while (ids.size() < tasks.size()) {
     size_t rows = tasks.size() - ids.size() >= kRows ? kRows : 1;
-    auto stmt = prepare(rows == kRows ? many.c_str() : one.c_str());
+    auto stmt = db_->prepare(rows == kRows ? many.c_str() : one.c_str());
     if (!stmt) return std::unexpected(stmt.error());
     for (size_t r = 0; r < rows; ++r) {
       bind_new_task(*stmt, static_cast<int>(r) * kTaskParams, tasks[ids.size() + r]);
@@ -319,7 +314,7 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
   }
   for (size_t i = 0; i < tasks.size(); ++i) {
     for (int64_t dep : tasks[i].spec.after) {
-      auto stmt = prepare("INSERT OR IGNORE INTO task_deps (task_id, dep_id) VALUES (?1, ?2)");
+      auto stmt = db_->prepare("INSERT OR IGNORE INTO task_deps (task_id, dep_id) VALUES (?1, ?2)");
       if (!stmt) return std::unexpected(stmt.error());
       stmt->bind(1, ids[i]).bind(2, dep);
       if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("insert dependency"));
@@ -389,7 +384,7 @@ Result<std::vector<Task>> SqliteStore::read_tasks(Stmt& stmt, Deps with) {
   if (rc != SQLITE_DONE) return std::unexpected(db_->error("read tasks"));
   if (with == Deps::kSkip) return tasks;
   for (Task& t : tasks) {
-    auto deps = prepare("SELECT dep_id FROM task_deps WHERE task_id = ?1 ORDER BY dep_id");
+    auto deps = db_->prepare("SELECT dep_id FROM task_deps WHERE task_id = ?1 ORDER BY dep_id");
     if (!deps) return std::unexpected(deps.error());
     deps->bind(1, t.id);
     while (deps->step() == SQLITE_ROW) t.depends_on.push_back(deps->int64(0));
@@ -399,7 +394,7 @@ Result<std::vector<Task>> SqliteStore::read_tasks(Stmt& stmt, Deps with) {
 
 Result<std::optional<Task>> SqliteStore::get_task(int64_t id) {
   static const std::string sql = fmt::format("SELECT {} FROM tasks WHERE id = ?1", kTaskColumns);
-  auto stmt = prepare(sql.c_str());
+  auto stmt = db_->prepare(sql.c_str());
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, id);
   auto tasks = read_tasks(*stmt);
@@ -427,7 +422,7 @@ Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
                                                         sql("schedule = ?7 AND ", true)};
   bool newest = f.order == TaskFilter::Order::kNewestFirst;
   int scope = f.batch_id ? 1 : !f.schedule.empty() ? 2 : 0;
-  auto stmt = prepare(statements[scope * 2 + (newest ? 1 : 0)].c_str());
+  auto stmt = db_->prepare(statements[scope * 2 + (newest ? 1 : 0)].c_str());
   if (!stmt) return std::unexpected(stmt.error());
   if (f.batch_id) stmt->bind(7, f.batch_id);
   if (!f.batch_id && !f.schedule.empty()) stmt->bind(7, f.schedule);
@@ -441,7 +436,7 @@ Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
 }
 
 Result<std::vector<Attempt>> SqliteStore::list_attempts(int64_t task_id) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT number, worker, started_at_ms, finished_at_ms, outcome, exit_code, signal, error "
       "FROM attempts WHERE task_id = ?1 "
       // The running attempt lives in the task's row until it ends, and one that succeeded
@@ -478,7 +473,7 @@ Result<std::vector<std::pair<int64_t, TaskState>>> SqliteStore::task_states(
     std::span<const int64_t> ids) {
   std::vector<std::pair<int64_t, TaskState>> states;
   for (int64_t id : ids) {
-    auto stmt = prepare("SELECT state FROM tasks WHERE id = ?1");
+    auto stmt = db_->prepare("SELECT state FROM tasks WHERE id = ?1");
     if (!stmt) return std::unexpected(stmt.error());
     stmt->bind(1, id);
     if (stmt->step() == SQLITE_ROW) {
@@ -494,8 +489,7 @@ Result<std::vector<Task>> SqliteStore::claim(std::string_view pool,
                                              int64_t worker, const std::string& token,
                                              int64_t now_ms) {
   // Up to `limit` heads of each queue, read whole (one index range each: tasks_claim), then the
-  // best win. The heads claimed earlier in this transaction still read as queued: they are
-  // skipped (their id comes from the index, so a skipped row is never read).
+  // best win. The attempt itself gets its row in `attempts` when it ends (finish_attempt).
   static const std::string heads_sql = fmt::format(
       "SELECT {} FROM tasks WHERE state = 'queued' AND pool = ?1 AND queue = ?2 "
       "ORDER BY priority DESC, id LIMIT ?3",
@@ -504,16 +498,10 @@ Result<std::vector<Task>> SqliteStore::claim(std::string_view pool,
   for (const std::string& queue : queues) {
     auto head = db_->prepare(heads_sql.c_str());
     if (!head) return std::unexpected(head.error());
-    head->bind(1, pool).bind(2, queue);
-    head->bind(3, int64_t{limit} + static_cast<int64_t>(pending_claims_.size()));
-    int rc;
-    while ((rc = head->step()) == SQLITE_ROW) {
-      if (pending_claims_.contains(head->int64(0))) continue;
-      auto task = read_task(*head);
-      if (!task) return std::unexpected(task.error());
-      tasks.push_back(std::move(*task));
-    }
-    if (rc != SQLITE_DONE) return std::unexpected(db_->error("claim"));
+    head->bind(1, pool).bind(2, queue).bind(3, int64_t{limit});
+    auto heads = read_tasks(*head, Deps::kSkip);  // met already: a queued task is ready
+    if (!heads) return std::unexpected(heads.error());
+    std::move(heads->begin(), heads->end(), std::back_inserter(tasks));
   }
   if (queues.size() > 1) {
     std::sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
@@ -522,7 +510,13 @@ Result<std::vector<Task>> SqliteStore::claim(std::string_view pool,
   }
   if (tasks.size() > static_cast<size_t>(limit)) tasks.resize(static_cast<size_t>(limit));
   for (Task& t : tasks) {
-    pending_claims_[t.id] = {worker, token, now_ms};
+    auto stmt = db_->prepare(
+        "UPDATE tasks SET state = 'running', attempts = attempts + 1, worker = ?2, token = ?3, "
+        "started_at_ms = ?4, finished_at_ms = NULL, exit_code = NULL, signal = NULL, "
+        "error = NULL WHERE id = ?1");
+    if (!stmt) return std::unexpected(stmt.error());
+    stmt->bind(1, t.id).bind(2, worker).bind(3, token).bind(4, now_ms);
+    if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("claim"));
     t.state = TaskState::kRunning;
     ++t.attempts;
     t.worker = worker;
@@ -533,55 +527,20 @@ Result<std::vector<Task>> SqliteStore::claim(std::string_view pool,
     t.signal.reset();
     t.error.clear();
   }
-  // Outside a transaction there is no later point to write them at.
-  if (!db_->in_transaction()) TRY(flush_claims());
   return tasks;
-}
-
-Status SqliteStore::flush_claims() {
-  if (pending_claims_.empty()) return {};
-  auto claims = std::move(pending_claims_);
-  pending_claims_.clear();
-  for (const auto& [id, c] : claims) {
-    auto stmt = db_->prepare(
-        "UPDATE tasks SET state = 'running', attempts = attempts + 1, worker = ?2, token = ?3, "
-        "started_at_ms = ?4, finished_at_ms = NULL, exit_code = NULL, signal = NULL, "
-        "error = NULL WHERE id = ?1");
-    if (!stmt) return std::unexpected(stmt.error());
-    stmt->bind(1, id).bind(2, c.worker).bind_static(3, c.token).bind(4, c.started_at_ms);
-    if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("claim"));
-  }
-  return {};
-}
-
-Result<Stmt> SqliteStore::prepare(const char* sql) {
-  if (!pending_claims_.empty()) TRY(flush_claims());
-  return db_->prepare(sql);
 }
 
 Status SqliteStore::finish_attempt(const AttemptEnd& e) {
   {
-    // Handing an attempt back (running -> queued) does not count it against the task. An
-    // attempt claimed in this transaction writes its claim here too (?11: 1, ?12, ?13).
-    auto claim = pending_claims_.find(e.task_id);
+    // Handing an attempt back (running -> queued) does not count it against the task.
     auto stmt = db_->prepare(
         "UPDATE tasks SET state = ?2, exit_code = ?3, signal = ?4, error = ?5, "
         "token = NULL, run_after_ms = ?6, "
-        "started_at_ms = CASE WHEN ?7 THEN (CASE WHEN ?11 THEN ?13 ELSE started_at_ms END) "
-        "ELSE NULL END, "
+        "started_at_ms = CASE WHEN ?7 THEN started_at_ms ELSE NULL END, "
         "finished_at_ms = CASE WHEN ?7 THEN ?8 ELSE NULL END, "
-        "max_attempts = max_attempts + ?9, "
-        "result = CASE WHEN ?10 IS NULL THEN result ELSE ?10 END, "
-        "attempts = attempts + ?11, worker = CASE WHEN ?11 THEN ?12 ELSE worker END "
+        "max_attempts = max_attempts + ?9, result = CASE WHEN ?10 IS NULL THEN result ELSE ?10 END "
         "WHERE id = ?1");
     if (!stmt) return std::unexpected(stmt.error());
-    if (claim == pending_claims_.end()) {
-      stmt->bind(11, int64_t{0}).bind_null(12).bind_null(13);
-    } else {
-      stmt->bind(11, int64_t{1}).bind(12, claim->second.worker);
-      stmt->bind(13, claim->second.started_at_ms);
-      pending_claims_.erase(claim);
-    }
     bool terminal = is_terminal(e.to);
     stmt->bind(1, e.task_id).bind(2, state_name(e.to)).bind(3, e.exit_code).bind(4, e.signal);
     if (e.error.empty()) {
@@ -615,7 +574,7 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
 }
 
 Status SqliteStore::move_task(int64_t id, TaskState to, int64_t now_ms) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "UPDATE tasks SET state = ?2, finished_at_ms = CASE WHEN ?3 THEN ?4 ELSE NULL END "
       "WHERE id = ?1");
   if (!stmt) return std::unexpected(stmt.error());
@@ -627,7 +586,7 @@ Status SqliteStore::move_task(int64_t id, TaskState to, int64_t now_ms) {
 Status SqliteStore::retry_task(int64_t id, TaskState to, int extra_attempts) {
   {
     // The attempt that succeeded leaves the task's row for a row of its own.
-    auto keep = prepare(
+    auto keep = db_->prepare(
         "INSERT OR IGNORE INTO attempts (task_id, number, worker, started_at_ms, finished_at_ms, "
         "outcome, exit_code, signal, error) SELECT id, attempts, coalesce(worker, 0), "
         "started_at_ms, finished_at_ms, 'succeeded', exit_code, signal, error FROM tasks "
@@ -636,7 +595,7 @@ Status SqliteStore::retry_task(int64_t id, TaskState to, int extra_attempts) {
     keep->bind(1, id);
     if (keep->step() != SQLITE_DONE) return std::unexpected(db_->error("retry task"));
   }
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "UPDATE tasks SET state = ?2, max_attempts = attempts + ?3, exit_code = NULL, "
       "signal = NULL, error = NULL, started_at_ms = NULL, finished_at_ms = NULL, "
       "run_after_ms = 0 WHERE id = ?1");
@@ -647,7 +606,7 @@ Status SqliteStore::retry_task(int64_t id, TaskState to, int extra_attempts) {
 }
 
 Result<std::vector<int64_t>> SqliteStore::due_tasks(int64_t now_ms, int limit) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT id FROM tasks WHERE state = 'scheduled' AND run_after_ms <= ?1 "
       "ORDER BY run_after_ms LIMIT ?2");
   if (!stmt) return std::unexpected(stmt.error());
@@ -658,14 +617,14 @@ Result<std::vector<int64_t>> SqliteStore::due_tasks(int64_t now_ms, int limit) {
 }
 
 Result<std::optional<int64_t>> SqliteStore::next_run_after() {
-  auto stmt = prepare("SELECT min(run_after_ms) FROM tasks WHERE state = 'scheduled'");
+  auto stmt = db_->prepare("SELECT min(run_after_ms) FROM tasks WHERE state = 'scheduled'");
   if (!stmt) return std::unexpected(stmt.error());
   if (stmt->step() != SQLITE_ROW || stmt->is_null(0)) return std::optional<int64_t>();
   return std::optional<int64_t>(stmt->int64(0));
 }
 
 Result<std::vector<std::pair<int64_t, TaskState>>> SqliteStore::dependents(int64_t id) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT t.id, t.state FROM task_deps d JOIN tasks t ON t.id = d.task_id "
       "WHERE d.dep_id = ?1 ORDER BY t.id");
   if (!stmt) return std::unexpected(stmt.error());
@@ -678,7 +637,7 @@ Result<std::vector<std::pair<int64_t, TaskState>>> SqliteStore::dependents(int64
 }
 
 Result<std::vector<TaskState>> SqliteStore::dependency_states(int64_t id) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT t.state FROM task_deps d JOIN tasks t ON t.id = d.dep_id WHERE d.task_id = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, id);
@@ -697,14 +656,15 @@ Result<std::vector<Task>> SqliteStore::tasks_in_state(TaskState state) {
   static const std::string sql =
       fmt::format("SELECT {} FROM tasks WHERE state = ?1 ORDER BY id", kTaskColumns);
   bool running = state == TaskState::kRunning;
-  auto stmt = prepare(running ? running_sql.c_str() : sql.c_str());
+  auto stmt = db_->prepare(running ? running_sql.c_str() : sql.c_str());
   if (!stmt) return std::unexpected(stmt.error());
   if (!running) stmt->bind(1, state_name(state));
   return read_tasks(*stmt);
 }
 
 Result<std::vector<QueueStateCount>> SqliteStore::count_tasks() {
-  auto stmt = prepare("SELECT pool, queue, state, count(*) FROM tasks GROUP BY pool, queue, state");
+  auto stmt =
+      db_->prepare("SELECT pool, queue, state, count(*) FROM tasks GROUP BY pool, queue, state");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<QueueStateCount> out;
   while (stmt->step() == SQLITE_ROW) {
@@ -718,7 +678,7 @@ Result<std::vector<QueueStateCount>> SqliteStore::count_tasks() {
 Result<std::vector<int64_t>> SqliteStore::clean(int64_t cutoff_ms) {
   std::vector<int64_t> ids;
   {
-    auto stmt = prepare(
+    auto stmt = db_->prepare(
         "DELETE FROM tasks WHERE finished_at_ms IS NOT NULL AND finished_at_ms <= ?1 "
         "AND state IN ('succeeded', 'failed', 'cancelled', 'skipped') RETURNING id");
     if (!stmt) return std::unexpected(stmt.error());
@@ -728,7 +688,7 @@ Result<std::vector<int64_t>> SqliteStore::clean(int64_t cutoff_ms) {
   for (int64_t id : ids) {
     for (const char* sql : {"DELETE FROM attempts WHERE task_id = ?1",
                             "DELETE FROM task_deps WHERE task_id = ?1 OR dep_id = ?1"}) {
-      auto stmt = prepare(sql);
+      auto stmt = db_->prepare(sql);
       if (!stmt) return std::unexpected(stmt.error());
       stmt->bind(1, id);
       if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("clean"));
@@ -738,7 +698,7 @@ Result<std::vector<int64_t>> SqliteStore::clean(int64_t cutoff_ms) {
 }
 
 Result<std::vector<QueueInfo>> SqliteStore::list_queues() {
-  auto stmt = prepare("SELECT name, paused, max_running FROM queues ORDER BY name");
+  auto stmt = db_->prepare("SELECT name, paused, max_running FROM queues ORDER BY name");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<QueueInfo> out;
   while (stmt->step() == SQLITE_ROW) {
@@ -748,7 +708,7 @@ Result<std::vector<QueueInfo>> SqliteStore::list_queues() {
 }
 
 Status SqliteStore::put_queue(const QueueInfo& q) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT INTO queues (name, paused, max_running) VALUES (?1, ?2, ?3) "
       "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, "
       "max_running = excluded.max_running");
@@ -812,7 +772,7 @@ Status SqliteStore::flush_events() {
 
 Result<std::vector<Event>> SqliteStore::list_events(int64_t after_id, int limit) {
   TRY(flush_events());
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT at_ms, kind, coalesce(task_id, 0), coalesce(worker_id, 0), from_state, to_state, "
       "detail, id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2");
   if (!stmt) return std::unexpected(stmt.error());
@@ -827,7 +787,7 @@ Result<std::vector<Event>> SqliteStore::list_events(int64_t after_id, int limit)
 
 Result<int64_t> SqliteStore::last_event_id() {
   TRY(flush_events());
-  auto stmt = prepare("SELECT coalesce(max(id), 0) FROM events");
+  auto stmt = db_->prepare("SELECT coalesce(max(id), 0) FROM events");
   if (!stmt) return std::unexpected(stmt.error());
   if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("last event"));
   return stmt->int64(0);
@@ -835,7 +795,7 @@ Result<int64_t> SqliteStore::last_event_id() {
 
 Result<std::optional<std::tuple<int64_t, TaskState, int64_t>>> SqliteStore::find_unique(
     const std::string& key) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT id, state, coalesce(finished_at_ms, 0) FROM tasks WHERE unique_key = ?1 "
       "ORDER BY id DESC LIMIT 1");
   if (!stmt) return std::unexpected(stmt.error());
@@ -848,7 +808,7 @@ Result<std::optional<std::tuple<int64_t, TaskState, int64_t>>> SqliteStore::find
 }
 
 Result<std::vector<AttemptRecord>> SqliteStore::attempts_since(int64_t since_ms) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT a.task_id, a.number, a.worker, a.started_at_ms, a.finished_at_ms, a.outcome, "
       "t.queue, coalesce(t.shell, t.argv), t.labels, t.attempts, t.state, t.created_at_ms "
       "FROM attempts a JOIN tasks t ON t.id = a.task_id "
@@ -898,7 +858,7 @@ Result<std::vector<AttemptRecord>> SqliteStore::attempts_since(int64_t since_ms)
 }
 
 Result<int64_t> SqliteStore::count_attempts(int64_t task_id, Outcome outcome) {
-  auto stmt = prepare("SELECT count(*) FROM attempts WHERE task_id = ?1 AND outcome = ?2");
+  auto stmt = db_->prepare("SELECT count(*) FROM attempts WHERE task_id = ?1 AND outcome = ?2");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, task_id).bind(2, outcome_name(outcome));
   if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("count attempts"));
@@ -906,7 +866,7 @@ Result<int64_t> SqliteStore::count_attempts(int64_t task_id, Outcome outcome) {
 }
 
 Result<std::optional<std::string>> SqliteStore::get_setting(const std::string& key) {
-  auto stmt = prepare("SELECT value FROM meta WHERE key = ?1");
+  auto stmt = db_->prepare("SELECT value FROM meta WHERE key = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, "setting." + key);
   if (stmt->step() != SQLITE_ROW) return std::optional<std::string>();
@@ -914,7 +874,7 @@ Result<std::optional<std::string>> SqliteStore::get_setting(const std::string& k
 }
 
 Status SqliteStore::put_setting(const std::string& key, const std::string& value) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT INTO meta (key, value) VALUES (?1, ?2) "
       "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
   if (!stmt) return std::unexpected(stmt.error());
@@ -924,7 +884,7 @@ Status SqliteStore::put_setting(const std::string& key, const std::string& value
 }
 
 Result<int64_t> SqliteStore::next_worker_id() {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT INTO meta (key, value) VALUES ('last_worker_id', '1') "
       "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value");
   if (!stmt) return std::unexpected(stmt.error());
@@ -935,7 +895,7 @@ Result<int64_t> SqliteStore::next_worker_id() {
 }
 
 Result<int64_t> SqliteStore::next_batch_id() {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT INTO meta (key, value) VALUES ('last_batch_id', '1') "
       "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value");
   if (!stmt) return std::unexpected(stmt.error());
@@ -946,7 +906,7 @@ Result<int64_t> SqliteStore::next_batch_id() {
 }
 
 Result<std::vector<ScheduleRecord>> SqliteStore::list_schedules() {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT name, definition, paused, created_at_ms, next_slot_ms, pending, cycle, cursor, "
       "items FROM schedules ORDER BY name");
   if (!stmt) return std::unexpected(stmt.error());
@@ -968,7 +928,7 @@ Result<std::vector<ScheduleRecord>> SqliteStore::list_schedules() {
 }
 
 Status SqliteStore::put_schedule(const ScheduleRecord& s) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT OR REPLACE INTO schedules (name, definition, paused, created_at_ms, next_slot_ms, "
       "pending, cycle, cursor, items) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   if (!stmt) return std::unexpected(stmt.error());
@@ -980,7 +940,7 @@ Status SqliteStore::put_schedule(const ScheduleRecord& s) {
 }
 
 Status SqliteStore::delete_schedule(const std::string& name) {
-  auto stmt = prepare("DELETE FROM schedules WHERE name = ?1");
+  auto stmt = db_->prepare("DELETE FROM schedules WHERE name = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, name);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("delete schedule"));
@@ -988,7 +948,7 @@ Status SqliteStore::delete_schedule(const std::string& name) {
 }
 
 Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::unfinished_schedule_tasks() {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT schedule, id FROM tasks WHERE schedule IS NOT NULL "
       "AND state NOT IN ('succeeded', 'failed', 'cancelled', 'skipped')");
   if (!stmt) return std::unexpected(stmt.error());
@@ -1000,7 +960,7 @@ Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::unfinished_sch
 }
 
 Result<std::vector<ItemRun>> SqliteStore::item_runs(const std::string& schedule) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT item, id, state, started_at_ms, finished_at_ms FROM tasks WHERE id IN "
       "(SELECT max(id) FROM tasks WHERE schedule = ?1 GROUP BY item) ORDER BY item");
   if (!stmt) return std::unexpected(stmt.error());
@@ -1024,14 +984,14 @@ Result<std::vector<Task>> SqliteStore::recent_schedule_tasks(const std::string& 
                                                              int limit) {
   static const std::string sql = fmt::format(
       "SELECT {} FROM tasks WHERE schedule = ?1 ORDER BY id DESC LIMIT ?2", kTaskColumns);
-  auto stmt = prepare(sql.c_str());
+  auto stmt = db_->prepare(sql.c_str());
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, schedule).bind(2, int64_t{limit});
   return read_tasks(*stmt);
 }
 
 Result<std::vector<PoolRecord>> SqliteStore::list_pools() {
-  auto stmt = prepare("SELECT name, definition, created_at_ms FROM pools ORDER BY name");
+  auto stmt = db_->prepare("SELECT name, definition, created_at_ms FROM pools ORDER BY name");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<PoolRecord> out;
   int rc;
@@ -1043,8 +1003,8 @@ Result<std::vector<PoolRecord>> SqliteStore::list_pools() {
 }
 
 Status SqliteStore::put_pool(const PoolRecord& p) {
-  auto stmt =
-      prepare("INSERT OR REPLACE INTO pools (name, definition, created_at_ms) VALUES (?1, ?2, ?3)");
+  auto stmt = db_->prepare(
+      "INSERT OR REPLACE INTO pools (name, definition, created_at_ms) VALUES (?1, ?2, ?3)");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, p.name).bind(2, p.definition).bind(3, p.created_at_ms);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("put pool"));
@@ -1052,7 +1012,7 @@ Status SqliteStore::put_pool(const PoolRecord& p) {
 }
 
 Status SqliteStore::delete_pool(const std::string& name) {
-  auto stmt = prepare("DELETE FROM pools WHERE name = ?1");
+  auto stmt = db_->prepare("DELETE FROM pools WHERE name = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, name);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("delete pool"));
@@ -1060,7 +1020,7 @@ Status SqliteStore::delete_pool(const std::string& name) {
 }
 
 Result<std::vector<WatchRecord>> SqliteStore::list_watches() {
-  auto stmt = prepare("SELECT name, definition, created_at_ms FROM watches ORDER BY name");
+  auto stmt = db_->prepare("SELECT name, definition, created_at_ms FROM watches ORDER BY name");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<WatchRecord> out;
   int rc;
@@ -1072,7 +1032,7 @@ Result<std::vector<WatchRecord>> SqliteStore::list_watches() {
 }
 
 Status SqliteStore::put_watch(const WatchRecord& w) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT OR REPLACE INTO watches (name, definition, created_at_ms) VALUES (?1, ?2, ?3)");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, w.name).bind(2, w.definition).bind(3, w.created_at_ms);
@@ -1081,7 +1041,7 @@ Status SqliteStore::put_watch(const WatchRecord& w) {
 }
 
 Status SqliteStore::delete_watch(const std::string& name) {
-  auto stmt = prepare("DELETE FROM watches WHERE name = ?1");
+  auto stmt = db_->prepare("DELETE FROM watches WHERE name = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, name);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("delete watch"));

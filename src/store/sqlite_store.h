@@ -89,12 +89,6 @@ class SqliteStore final : public Store {
   Result<std::vector<Task>> read_tasks(Stmt& stmt, Deps with = Deps::kRead);
   // Writes the events appended in this transaction, many rows per statement.
   Status flush_events();
-  // Writes the claims of this transaction whose attempts have not ended.
-  Status flush_claims();
-  // A cached statement, after the claims not yet written: whatever it reads or changes sees
-  // every claimed task as running. The claim's and the attempt's end's own statements, which
-  // know of the claims in memory, use db_->prepare.
-  Result<Stmt> prepare(const char* sql);
 
   std::string path_;
   std::unique_ptr<SqliteDb> db_;
@@ -102,16 +96,6 @@ class SqliteStore final : public Store {
   // Events appended inside a transaction, written before anything reads events and before the
   // commit (a message task makes two: one row each cost more than the task's own update).
   std::vector<Event> pending_events_;
-  // Tasks claimed in this transaction whose row still says queued: a task that ends in the
-  // transaction it was claimed in (most message tasks) has its row written once, at its end;
-  // the others are written before anything else reads or changes the store, and before the
-  // commit. The claim's read skips them.
-  struct PendingClaim {
-    int64_t worker = 0;
-    std::string token;
-    int64_t started_at_ms = 0;
-  };
-  std::unordered_map<int64_t, PendingClaim> pending_claims_;
 };
 
 }  // namespace rota
