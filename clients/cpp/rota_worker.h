@@ -142,6 +142,7 @@ enum class Delivery { kNow, kWithChunk };  // kWithChunk: once the chunk read is
 // Set by the SIGTERM handler; the reading thread and the ticker act on them.
 inline volatile std::sig_atomic_t g_sigterm = 0;
 inline std::atomic<int> g_wake_fd{-1};
+inline std::atomic<int> g_ticker_wake_fd{-1};  // the ticker minds it while a run is inline
 
 inline void log(std::string_view text) {
   std::string line = "rota_worker: " + std::string(text) + "\n";
@@ -357,8 +358,8 @@ inline std::string_view type_of(const json& message) {
 // lasted `watch_after`, it also reads stdin in that thread's place: with K == 1 acting at once on
 // cancel and shutdown (and on the end of the file) and leaving all it read in the buffer; with
 // K > 1 handling every line, the new tasks going to the handler threads (Worker::hand_off).
-// It wakes for a run only when the run is due for watching: the reading thread pokes it when a
-// run begins while it sleeps without a run to mind, at most once per `watch_after`.
+// While runs come and go it wakes every `watch_after` to look; once a look finds none begun
+// since the last, it sleeps until the next heartbeat, and the next run's start pokes it.
 class Ticker {
  public:
   Ticker(Worker& worker, Input& input, Output& output, std::chrono::milliseconds interval,
@@ -380,6 +381,7 @@ class Ticker {
   }
 
   void poke_now() { poke(wake_.w); }
+  int wake_fd() const { return wake_.w; }
 
   void begin_inline() {
     bool wake;
@@ -387,6 +389,7 @@ class Ticker {
       std::lock_guard lock(mu_);
       inline_ = true;
       inline_since_ = Clock::now();
+      ++runs_;
       wake = unminded_;
       unminded_ = false;
     }
@@ -423,9 +426,11 @@ class Ticker {
   std::condition_variable released_;
   bool inline_ = false;  // a run of handlers is on the reading thread
   Clock::time_point inline_since_;
-  bool unminded_ = false;  // the ticker sleeps without a run to mind: begin_inline pokes it
-  bool watching_ = false;  // the ticker owns stdin
-  size_t scanned_ = 0;     // how far into the input buffer the ticker has looked
+  bool unminded_ = false;   // the ticker sleeps without a run to mind: begin_inline pokes it
+  uint64_t runs_ = 0;       // runs begun
+  uint64_t runs_seen_ = 0;  // runs_ when the ticker last found no run
+  bool watching_ = false;   // the ticker owns stdin
+  size_t scanned_ = 0;      // how far into the input buffer the ticker has looked
   std::atomic<bool> stopped_{false};
   std::thread thread_;
 };
@@ -551,6 +556,10 @@ inline void Ticker::sleep_until(Clock::time_point until) {
     std::lock_guard lock(mu_);
     if (inline_) {
       until = std::min(until, inline_since_ + watch_after_);
+    } else if (runs_ != runs_seen_) {
+      // Runs come and go: look again after watch_after_ rather than be poked for each one.
+      runs_seen_ = runs_;
+      until = std::min(until, Clock::now() + watch_after_);
     } else {
       unminded_ = true;
     }
@@ -568,6 +577,7 @@ inline void Ticker::watch_until(Clock::time_point until) {
     if (!input_.read() && !worker_.shutting_down()) worker_.force_exit();  // the daemon is gone
     if (worker_.threaded()) {
       worker_.handle_lines();
+      input_.compact();  // the run may last long while the threads serve a stream of tasks
       worker_.hand_off();
     } else {
       act_on_urgent();
@@ -602,8 +612,10 @@ inline void Ticker::act_on_urgent() {
 
 inline void sigterm_handler(int) {
   g_sigterm = 1;
-  int fd = g_wake_fd.load();
-  if (fd >= 0) poke(fd);
+  int reader = g_wake_fd.load();
+  int ticker = g_ticker_wake_fd.load();
+  if (reader >= 0) poke(reader);
+  if (ticker >= 0) poke(ticker);  // the reading thread may be running tasks
 }
 
 inline int Worker::serve() {
@@ -619,11 +631,13 @@ inline int Worker::serve() {
   stop_threads();
   ::signal(SIGTERM, SIG_DFL);
   g_wake_fd = -1;
+  g_ticker_wake_fd = -1;
   return 0;
 }
 
 inline void Worker::install_sigterm() {
   g_wake_fd = wake_.w;
+  g_ticker_wake_fd = ticker_.wake_fd();
   struct sigaction action = {};  // an empty sa_mask
   action.sa_handler = sigterm_handler;
   action.sa_flags = SA_RESTART;
@@ -774,11 +788,13 @@ inline bool Worker::run_queued() {
 }
 
 inline void Worker::hand_off() {
-  output_.flush_deferred();
   {
     std::lock_guard lock(mu_);
     threads_on_ = true;
   }
+  // After the flag: an answer deferred from now on is the reading thread's last of its run
+  // (it takes no other job), and goes out when the run ends.
+  output_.flush_deferred();
   jobs_ready_.notify_all();
 }
 
