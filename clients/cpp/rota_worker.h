@@ -295,8 +295,8 @@ class Output {
   std::string deferred_;  // the lines of inline handlers, until their chunk is done
 };
 
-// stdin, read in large chunks. Its owner is the reading thread or, while an inline handler runs
-// long, the ticker.
+// stdin, read in large chunks. Its owner is the reading thread or, while a run of inline
+// handlers lasts long, the ticker.
 class Input {
  public:
   explicit Input(int fd) : fd_(fd) {}
@@ -488,7 +488,6 @@ class Worker {
   void on_task(json& message);
   void on_error(json& message);
 
-  void run_inline(const std::shared_ptr<Context>& ctx, const json& payload);
   bool run_queued();
   void start_threads();
   void stop_threads();
@@ -506,7 +505,7 @@ class Worker {
 
   std::mutex mu_;
   std::unordered_map<int64_t, std::shared_ptr<Context>> running_;
-  std::deque<Job> jobs_;  // K > 1: for the reading thread's next run, or the handler threads
+  std::deque<Job> jobs_;  // for the reading thread's next run, or the handler threads (K > 1)
   std::condition_variable jobs_ready_;
   bool threads_on_ = false;  // the handler threads take the jobs, the reading thread none
   bool stopping_ = false;
@@ -693,11 +692,11 @@ inline bool Worker::wait_for_input() {
 }
 
 inline void Worker::handle_buffered() {
-  // A run of inline handlers may leave more input behind (read by the ticker): it is handled
-  // too. With K > 1 the tasks of the lines are queued, then run.
+  // The tasks of the lines are queued, then run. A run may leave more input behind (read by
+  // the ticker): it is handled too.
   do {
     handle_lines();
-  } while (threaded() && run_queued());
+  } while (run_queued());
   input_.compact();
 }
 
@@ -732,16 +731,13 @@ inline void Worker::on_task(json& message) {
                                        int_field(message, "deadline_ms").value_or(0));
   ctx->output_ = &output_;
   json& payload = message["payload"];
-  bool to_thread = false;
+  bool to_thread;
   {
     std::lock_guard lock(mu_);
     running_[*task] = ctx;
-    if (k_ > 1) {
-      jobs_.push_back({ctx, std::move(payload)});
-      to_thread = threads_on_;
-    }
+    jobs_.push_back({ctx, std::move(payload)});
+    to_thread = threads_on_;
   }
-  if (k_ == 1) return run_inline(ctx, payload);
   if (to_thread) jobs_ready_.notify_one();
 }
 
@@ -759,13 +755,6 @@ inline void Worker::on_error(json& message) {
 }
 
 // Running handlers.
-
-inline void Worker::run_inline(const std::shared_ptr<Context>& ctx, const json& payload) {
-  ticker_.begin_inline();
-  std::string line = answer(*ctx, payload);
-  ticker_.end_inline();
-  finish(*ctx, line, Delivery::kWithChunk);
-}
 
 // Runs the queued tasks one after another on the reading thread, until none is left or the
 // ticker has handed them to the threads. Returns whether it ran any.
@@ -788,14 +777,17 @@ inline bool Worker::run_queued() {
 }
 
 inline void Worker::hand_off() {
+  bool was_on;
   {
     std::lock_guard lock(mu_);
+    was_on = threads_on_;
     threads_on_ = true;
   }
   // After the flag: an answer deferred from now on is the reading thread's last of its run
   // (it takes no other job), and goes out when the run ends.
   output_.flush_deferred();
-  jobs_ready_.notify_all();
+  // While the flag was on, each job queued woke a thread of its own (on_task).
+  if (!was_on) jobs_ready_.notify_all();
 }
 
 inline void Worker::start_threads() {

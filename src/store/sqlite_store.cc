@@ -211,6 +211,49 @@ Result<Env> SqliteStore::get_env(int64_t env_id) {
 
 namespace {
 
+// An INSERT of many rows per statement (32 where there are as many): a third less per row
+// than one statement each. `head` is "INSERT INTO t (columns) VALUES "; a row has `params`.
+class RowsInsert {
+ public:
+  static constexpr size_t kRows = 32;
+
+  RowsInsert(std::string_view head, int params)
+      : params_(params), many_(sql(head, params, kRows)), one_(sql(head, params, 1)) {}
+
+  // Inserts `count` rows: bind(stmt, p, i) binds row i's parameters from ?(p + 1), and
+  // inserted(rows) runs after each statement with the number of rows it wrote.
+  template <class Bind, class Inserted>
+  Status run(SqliteDb& db, std::string_view what, size_t count, Bind bind,
+             Inserted inserted) const {
+    for (size_t done = 0; done < count;) {
+      size_t rows = count - done >= kRows ? kRows : 1;
+      auto stmt = db.prepare(rows == kRows ? many_.c_str() : one_.c_str());
+      if (!stmt) return std::unexpected(stmt.error());
+      for (size_t r = 0; r < rows; ++r) bind(*stmt, static_cast<int>(r) * params_, done + r);
+      if (stmt->step() != SQLITE_DONE) return std::unexpected(db.error(what));
+      inserted(rows);
+      done += rows;
+    }
+    return {};
+  }
+
+ private:
+  static std::string sql(std::string_view head, int params, size_t rows) {
+    std::string out(head);
+    for (size_t r = 0; r < rows; ++r) {
+      int p = static_cast<int>(r) * params;
+      out += r ? ", (" : "(";
+      for (int i = 1; i <= params; ++i) out += fmt::format("{}?{}", i == 1 ? "" : ", ", p + i);
+      out += ")";
+    }
+    return out;
+  }
+
+  const int params_;
+  const std::string many_;  // kept: the statement cache is keyed by these strings
+  const std::string one_;
+};
+
 constexpr int kTaskParams = 26;  // bound per row by bind_new_task
 
 // Binds one row of the INSERT into tasks, its parameters from ?(p + 1) to ?(p + kTaskParams).
@@ -276,42 +319,23 @@ void bind_new_task(Stmt& stmt, int p, const NewTask& t) {
 }  // namespace
 
 Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> tasks) {
-  // 32 rows per INSERT where there are as many: a third less per row than one at a time.
-  constexpr size_t kRows = 32;
-  auto values = [](size_t rows) {
-    std::string sql =
-        "INSERT INTO tasks (state, queue, priority, attempts, max_attempts, backoff_base_ms, "
-        "backoff_max_ms, timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, "
-        "created_at_ms, finished_at_ms, slow_after_ms, unique_key, vars, batch_id, schedule, "
-        "slot_ms, item, isolation, http, pool, payload) VALUES ";
-    for (size_t r = 0; r < rows; ++r) {
-      int p = static_cast<int>(r) * kTaskParams;
-      sql += r ? ", (" : "(";
-      for (int i = 1; i <= kTaskParams; ++i) {
-        sql += fmt::format("{}?{}", i == 1 ? "" : ", ", p + i);
-        if (i == 3) sql += ", 0";  // attempts
-      }
-      sql += ")";
-    }
-    return sql;
-  };
-  static const std::string many = values(kRows);
-  static const std::string one = values(1);
+  static const RowsInsert insert(
+      "INSERT INTO tasks (state, queue, priority, max_attempts, backoff_base_ms, "
+      "backoff_max_ms, timeout_ms, run_after_ms, argv, shell, cwd, env_id, labels, "
+      "created_at_ms, finished_at_ms, slow_after_ms, unique_key, vars, batch_id, schedule, "
+      "slot_ms, item, isolation, http, pool, payload) VALUES ",
+      kTaskParams);
   std::vector<int64_t> ids;
   ids.reserve(tasks.size());
-  while (ids.size() < tasks.size()) {
-    size_t rows = tasks.size() - ids.size() >= kRows ? kRows : 1;
-    auto stmt = db_->prepare(rows == kRows ? many.c_str() : one.c_str());
-    if (!stmt) return std::unexpected(stmt.error());
-    for (size_t r = 0; r < rows; ++r) {
-      bind_new_task(*stmt, static_cast<int>(r) * kTaskParams, tasks[ids.size() + r]);
-    }
-    if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("insert task"));
-    // The rows of one INSERT are inserted in order, each with the next rowid (an INTEGER
-    // PRIMARY KEY without AUTOINCREMENT takes the largest so far plus one).
-    int64_t last = db_->last_insert_rowid();
-    for (size_t r = 0; r < rows; ++r) ids.push_back(last - static_cast<int64_t>(rows - 1 - r));
-  }
+  TRY(insert.run(
+      *db_, "insert task", tasks.size(),
+      [&](Stmt& stmt, int p, size_t i) { bind_new_task(stmt, p, tasks[i]); },
+      [&](size_t rows) {
+        // The rows of one INSERT are inserted in order, each with the next rowid (an INTEGER
+        // PRIMARY KEY without AUTOINCREMENT takes the largest so far plus one).
+        int64_t last = db_->last_insert_rowid();
+        for (size_t r = 0; r < rows; ++r) ids.push_back(last - static_cast<int64_t>(rows - 1 - r));
+      }));
   for (size_t i = 0; i < tasks.size(); ++i) {
     for (int64_t dep : tasks[i].spec.after) {
       auto stmt = db_->prepare("INSERT OR IGNORE INTO task_deps (task_id, dep_id) VALUES (?1, ?2)");
@@ -725,49 +749,27 @@ Status SqliteStore::append_event(const Event& e) {
 }
 
 Status SqliteStore::flush_events() {
-  constexpr size_t kRows = 32;  // rows per INSERT
-  auto values = [](size_t rows) {
-    std::string sql =
-        "INSERT INTO events (at_ms, kind, task_id, worker_id, from_state, to_state, detail) "
-        "VALUES ";
-    for (size_t r = 0; r < rows; ++r) {
-      int p = static_cast<int>(r * 7);
-      sql += fmt::format("{}(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})", r ? ", " : "", p + 1, p + 2,
-                         p + 3, p + 4, p + 5, p + 6, p + 7);
+  static const RowsInsert insert(
+      "INSERT INTO events (at_ms, kind, task_id, worker_id, from_state, to_state, detail) VALUES ",
+      7);
+  auto bind = [this](Stmt& stmt, int p, size_t i) {
+    const Event& e = pending_events_[i];
+    stmt.bind(p + 1, e.at_ms).bind(p + 2, e.kind);
+    if (e.task_id) {
+      stmt.bind(p + 3, e.task_id);
+    } else {
+      stmt.bind_null(p + 3);
     }
-    return sql;
+    if (e.worker_id) {
+      stmt.bind(p + 4, e.worker_id);
+    } else {
+      stmt.bind_null(p + 4);
+    }
+    stmt.bind(p + 5, e.from).bind(p + 6, e.to).bind(p + 7, e.detail);
   };
-  static const std::string many = values(kRows);
-  static const std::string one = values(1);
-  size_t done = 0;
-  while (done < pending_events_.size()) {
-    size_t rows = pending_events_.size() - done >= kRows ? kRows : 1;
-    auto stmt = db_->prepare(rows == kRows ? many.c_str() : one.c_str());
-    if (!stmt) return std::unexpected(stmt.error());
-    for (size_t r = 0; r < rows; ++r) {
-      const Event& e = pending_events_[done + r];
-      int p = static_cast<int>(r * 7);
-      stmt->bind(p + 1, e.at_ms).bind(p + 2, e.kind);
-      if (e.task_id) {
-        stmt->bind(p + 3, e.task_id);
-      } else {
-        stmt->bind_null(p + 3);
-      }
-      if (e.worker_id) {
-        stmt->bind(p + 4, e.worker_id);
-      } else {
-        stmt->bind_null(p + 4);
-      }
-      stmt->bind(p + 5, e.from).bind(p + 6, e.to).bind(p + 7, e.detail);
-    }
-    if (stmt->step() != SQLITE_DONE) {
-      pending_events_.clear();
-      return std::unexpected(db_->error("append event"));
-    }
-    done += rows;
-  }
+  Status written = insert.run(*db_, "append event", pending_events_.size(), bind, [](size_t) {});
   pending_events_.clear();
-  return {};
+  return written;
 }
 
 Result<std::vector<Event>> SqliteStore::list_events(int64_t after_id, int limit) {

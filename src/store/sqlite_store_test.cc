@@ -171,10 +171,10 @@ TEST_F(SqliteStoreTest, CommittedWorkSurvivesReopen) {
   EXPECT_EQ((*attempts)[0].outcome, "failed");
 }
 
-// A claim is written with the end of its attempt when both fall in one transaction, else
-// before the commit: either way the store ends as if each had been written at once. A task
-// claimed in a transaction is not claimed again in it until its attempt has ended.
-TEST_F(SqliteStoreTest, ClaimsEndedInTheirTransactionAreWrittenWhole) {
+// Claims and ends of attempts in one transaction (as in a busy loop turn) survive a reopen
+// as written: the ended attempt with its worker and times, the running one with its token. A
+// task claimed in a transaction is not claimed again in it until its attempt has ended.
+TEST_F(SqliteStoreTest, ClaimsAndEndsInOneTransactionSurviveReopen) {
   int64_t done = 0, running = 0, retried = 0;
   {
     auto store = open();
