@@ -9,7 +9,6 @@
 
 #include "core/backoff.h"
 #include "core/duration.h"
-#include "worker/spawn.h"
 
 namespace rota {
 namespace asio = boost::asio;
@@ -440,7 +439,8 @@ void Engine::finish_reattach() {
   for (int64_t id : lost) {
     // Its worker is gone or hung: whatever the attempt still runs must not go on beside the
     // retry.
-    if (auto it = running_.find(id); it != running_.end()) kill_attempt_processes(it->second.token);
+    if (auto it = running_.find(id); it != running_.end())
+      sweep_attempt_processes(io_, it->second.token);
     auto r =
         end_attempt(id, Outcome::kDaemonLost, std::nullopt, std::nullopt,
                     "daemon_lost: its worker did not come back after the daemon restarted", true);

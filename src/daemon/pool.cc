@@ -150,6 +150,17 @@ Pool::~Pool() {
   }
 }
 
+void sweep_attempt_processes(asio::io_context& io, const std::string& token) {
+  if (token.empty()) return;
+  kill_attempt_processes(token);
+  for (int delay_ms : {50, 500}) {
+    auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(delay_ms));
+    timer->async_wait([timer, token](const boost::system::error_code& ec) {
+      if (!ec) kill_attempt_processes(token);
+    });
+  }
+}
+
 // ---- size ------------------------------------------------------------------------------
 
 void Pool::scale(int size, int reserved) {
@@ -722,7 +733,7 @@ void Pool::on_exit(int64_t id) {
     if (f.group > 0) {
       kill(-f.group, SIGKILL);
     } else if (!runs_program()) {
-      kill_attempt_processes(f.token);
+      sweep_attempt_processes(io_, f.token);
     }
   }
   // Whatever a program left in its group goes with it.
