@@ -33,11 +33,16 @@ struct AddFlags {
   bool jsonl = false;
 };
 
-// Keeps the reply's warning (a pool that does not exist yet) in front of the user.
-void warn(const json& reply) {
-  if (reply.contains("warning")) {
-    fmt::print(stderr, "rota: warning: {}\n", reply["warning"].get<std::string>());
+// Keeps the reply's warning (a pool that does not exist yet) in front of the user, once:
+// `last` is the warning printed for the batch before, if any.
+void warn(const json& reply, std::string* last = nullptr) {
+  if (!reply.contains("warning")) return;
+  auto warning = reply["warning"].get<std::string>();
+  if (last) {
+    if (*last == warning) return;
+    *last = warning;
   }
+  fmt::print(stderr, "rota: warning: {}\n", warning);
 }
 
 // --json VALUE or @FILE: its text as written, checked to be JSON (`what` names it otherwise).
@@ -76,6 +81,7 @@ int add_stdin_messages(Client& client, const json& options) {
   std::string body = head;
   size_t in_batch = 0;
   std::string out;
+  std::string warned;
   auto flush = [&]() -> Status {
     if (in_batch == 0) return {};
     body += "]}";
@@ -83,7 +89,7 @@ int add_stdin_messages(Client& client, const json& options) {
     body = head;
     in_batch = 0;
     if (!r) return std::unexpected(r.error());
-    warn(*r);
+    warn(*r, &warned);
     out.clear();
     for (const auto& id : (*r)["ids"])
       fmt::format_to(std::back_inserter(out), "{}\n", id.get<int64_t>());

@@ -117,6 +117,16 @@ def test_stdin_jsonl_queues_one_task_per_line(rota):
     assert len(r.stdout.split()) == 1
 
 
+def test_stdin_jsonl_for_a_pool_not_yet_added_warns_once(rota):
+    # 25,000 lines go to the daemon in three batches; the warning is the same for each.
+    lines = "".join(json.dumps({"n": i}) + "\n" for i in range(25000))
+    r = rota.run("add", "--pool", "later", "--stdin", "--jsonl", input=lines)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.split()) == 25000
+    assert r.stderr == ("rota: warning: no pool named later yet: its tasks wait for one "
+                        "(rota pool add)\n"), r.stderr
+
+
 def test_retries_and_a_failure_that_is_not_retried(rota):
     add_pool(rota)
     retried = add_message(rota, {"fail_until": 2}, "--retries", "3", "--backoff", "10ms")
