@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
@@ -101,10 +102,10 @@ struct Pool::Worker {
   // Shared with the pending read, which may complete (aborted) after the worker is gone.
   std::shared_ptr<std::string> inbuf = std::make_shared<std::string>();
   std::shared_ptr<std::vector<char>> chunk = std::make_shared<std::vector<char>>(65536);
-  std::string outbuf;  // messages queued while a write is out: they leave in one write
-  bool writing = false;
-  bool leaving = false;               // asked to shut down: not replaced when it exits
-  int capacity = 1;                   // how many tasks it may hold
+  std::string outbuf;    // messages queued this turn or while a write is out: one write for all
+  bool writing = false;  // a write is due at the end of this turn, or out
+  bool leaving = false;  // asked to shut down: not replaced when it exits
+  int capacity = 1;      // how many tasks it may hold
   std::map<int64_t, Flight> flights;  // by task id: the oldest first
   int64_t last_heartbeat_mono = 0;    // steady clock: a suspend or a clock step is no silence
   std::string killed_because;         // why the supervisor killed it, if it did
@@ -568,7 +569,16 @@ void Pool::send(int64_t worker, const Message& message) {
     }
     w->outbuf += encode(m);
   }
-  if (!w->writing) write_next(*w);
+  write_soon(*w);
+}
+
+// The messages of one turn leave together: a claim's tasks reach the worker in one read.
+void Pool::write_soon(Worker& w) {
+  if (w.writing) return;
+  w.writing = true;
+  asio::post(io_, [this, id = w.v.id] {
+    if (Worker* w = find(id)) write_next(*w);
+  });
 }
 
 // Whether the worker may have `task` now: a task to run alone goes to a worker that runs
@@ -595,7 +605,7 @@ void Pool::send_held(Worker& w) {
     f.started_ms = now;
     w.outbuf += encode_for_program(m);
   }
-  if (!w.writing) write_next(w);
+  write_soon(w);
 }
 
 void Pool::write_next(Worker& w) {

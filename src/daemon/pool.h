@@ -181,6 +181,7 @@ class Pool {
   void set_health(Worker& w, WorkerHealth to, std::string detail = {});
   void set_slot_state(Slot& s, WorkerHealth to, std::string detail);
   void kill_worker(Worker& w);
+  void write_soon(Worker& w);
   void write_next(Worker& w);
   bool may_send(const Worker& w, int64_t task) const;
   void send_held(Worker& w);
