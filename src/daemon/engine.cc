@@ -331,6 +331,20 @@ Status Engine::start_on(Pool& pool, int64_t worker, int room, std::vector<std::s
   return {};
 }
 
+// A worker's answers are in and it has room: it gets its next tasks now, in one write. Were
+// they claimed at the end of the turn, with the other workers' answers, every worker would
+// then run at once while the daemon waits for the first of them.
+void Engine::on_worker_answered(Pool& pool, int64_t worker) {
+  if (!accepting_ || !committer_.health()) return;
+  auto queues = eligible_queues(pool);
+  if (queues.empty()) return;
+  if (auto r = start_on(pool, worker, pool.room(worker), queues); !r) {
+    spdlog::error("dispatch: {}", r.error().message);
+    return;
+  }
+  pool.flush(worker);
+}
+
 void Engine::on_worker_idle(Pool&, int64_t) {
   if (accepting_) committer_.poke();
 }

@@ -116,6 +116,7 @@ class Engine final : public PoolListener {
 
   // PoolListener
   void on_worker_idle(Pool& pool, int64_t worker) override;
+  void on_worker_answered(Pool& pool, int64_t worker) override;
   void on_worker_message(Pool& pool, int64_t worker, const Message& message) override;
   void on_worker_lost(Pool& pool, int64_t worker, int64_t task, const std::string& token,
                       const std::string& why, LossCause cause) override;

@@ -103,9 +103,10 @@ struct Pool::Worker {
   std::shared_ptr<std::string> inbuf = std::make_shared<std::string>();
   std::shared_ptr<std::vector<char>> chunk = std::make_shared<std::vector<char>>(65536);
   std::string outbuf;    // messages queued this turn or while a write is out: one write for all
-  bool writing = false;  // a write is due at the end of this turn, or out
-  bool leaving = false;  // asked to shut down: not replaced when it exits
-  int capacity = 1;      // how many tasks it may hold
+  bool writing = false;  // a write is out
+  bool write_posted = false;          // a write is due at the end of this turn
+  bool leaving = false;               // asked to shut down: not replaced when it exits
+  int capacity = 1;                   // how many tasks it may hold
   std::map<int64_t, Flight> flights;  // by task id: the oldest first
   int64_t last_heartbeat_mono = 0;    // steady clock: a suspend or a clock step is no silence
   std::string killed_because;         // why the supervisor killed it, if it did
@@ -408,6 +409,7 @@ void Pool::read(Worker& w) {
           return;
         }
         read(*w);
+        if (start > 0 && room_of(*w) > 0) listener_.on_worker_answered(*this, id);
       });
 }
 
@@ -574,11 +576,19 @@ void Pool::send(int64_t worker, const Message& message) {
 
 // The messages of one turn leave together: a claim's tasks reach the worker in one read.
 void Pool::write_soon(Worker& w) {
-  if (w.writing) return;
-  w.writing = true;
+  if (w.writing || w.write_posted) return;
+  w.write_posted = true;
   asio::post(io_, [this, id = w.v.id] {
-    if (Worker* w = find(id)) write_next(*w);
+    Worker* w = find(id);
+    if (!w) return;
+    w->write_posted = false;
+    if (!w->writing) write_next(*w);
   });
+}
+
+void Pool::flush(int64_t worker) {
+  Worker* w = find(worker);
+  if (w && !w->writing) write_next(*w);
 }
 
 // Whether the worker may have `task` now: a task to run alone goes to a worker that runs
@@ -1003,17 +1013,25 @@ std::vector<int64_t> Pool::idle_workers() const {
 std::vector<std::pair<int64_t, int>> Pool::free_workers() const {
   std::vector<std::pair<int64_t, int>> out;
   for (const auto& [id, w] : workers_) {
-    if (w->leaving) continue;
-    WorkerHealth h = w->v.health;
-    if (h != WorkerHealth::kIdle && h != WorkerHealth::kWorking && h != WorkerHealth::kSlow) {
-      continue;
-    }
-    bool alone = std::any_of(w->flights.begin(), w->flights.end(),
-                             [](const auto& flight) { return flight.second.alone; });
-    int room = alone ? 0 : w->capacity - static_cast<int>(w->flights.size());
-    if (room > 0) out.emplace_back(id, room);
+    if (int room = room_of(*w); room > 0) out.emplace_back(id, room);
   }
   return out;
+}
+
+int Pool::room(int64_t worker) const {
+  const Worker* w = find(worker);
+  return w ? room_of(*w) : 0;
+}
+
+int Pool::room_of(const Worker& w) const {
+  if (w.leaving) return 0;
+  WorkerHealth h = w.v.health;
+  if (h != WorkerHealth::kIdle && h != WorkerHealth::kWorking && h != WorkerHealth::kSlow) {
+    return 0;
+  }
+  bool alone = std::any_of(w.flights.begin(), w.flights.end(),
+                           [](const auto& flight) { return flight.second.alone; });
+  return alone ? 0 : w.capacity - static_cast<int>(w.flights.size());
 }
 
 std::vector<WorkerView> Pool::view() const {

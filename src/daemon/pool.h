@@ -81,6 +81,9 @@ class PoolListener {
   virtual ~PoolListener() = default;
   // The worker has room for another task.
   virtual void on_worker_idle(Pool& pool, int64_t worker) = 0;
+  // Every line of one read from the worker is handled, and it has room: the moment to give it
+  // more work, before the loop turns to the other workers' answers.
+  virtual void on_worker_answered(Pool& pool, int64_t worker) = 0;
   // A result (done or fail, its token filled in) for one of the worker's tasks.
   virtual void on_worker_message(Pool& pool, int64_t worker, const Message& message) = 0;
   // The worker's process is gone, or the worker let go of the task; `task`/`token` were
@@ -150,7 +153,10 @@ class Pool {
   // others runs alone next).
   void reserve(int64_t worker, int64_t task, const std::string& token, int64_t slow_after_ms,
                int64_t deadline_ms, bool alone = false);
+  // Queues `message` for the worker. What is sent in one turn leaves in one write, at the end
+  // of the turn, or at flush() if that comes first.
   void send(int64_t worker, const Message& message);
+  void flush(int64_t worker);
   // Restarts a worker by hand (kills it; its tasks are retried), or the slot it last held if
   // that slot was given up. Clears the slot's restart history. False if no such worker or slot.
   bool restart(int64_t worker);
@@ -164,6 +170,8 @@ class Pool {
 
   // Workers with room for more tasks, and how many more each can take.
   std::vector<std::pair<int64_t, int>> free_workers() const;
+  // How many more tasks this worker can take (0 if none, or no such worker).
+  int room(int64_t worker) const;
   std::vector<int64_t> idle_workers() const;
   // Every worker, and every slot that has none (recovering, given up).
   std::vector<WorkerView> view() const;
@@ -181,6 +189,7 @@ class Pool {
   void set_health(Worker& w, WorkerHealth to, std::string detail = {});
   void set_slot_state(Slot& s, WorkerHealth to, std::string detail);
   void kill_worker(Worker& w);
+  int room_of(const Worker& w) const;
   void write_soon(Worker& w);
   void write_next(Worker& w);
   bool may_send(const Worker& w, int64_t task) const;
