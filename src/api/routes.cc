@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "api/json_scan.h"
 #include "api/task_json.h"
 #include "core/duration.h"
 #include "daemon/analyze.h"
@@ -134,39 +135,48 @@ json counts_json(const StateCounts& counts) {
 // ---- tasks -----------------------------------------------------------------------------
 
 void add(ApiContext& c, const HttpRequest& req, Responder respond) {
-  json j;
-  try {
-    j = json::parse(req.body);
-  } catch (const json::exception& e) {
-    return respond(
-        error_response({Code::kInvalidArgument, fmt::format("malformed JSON: {}", e.what()), {}}));
+  // The body is read as text, not as a tree: a batch's payloads are checked and kept as
+  // written, and each other field is parsed alone.
+  auto fail = [&](const Error& e) { respond(error_response(e)); };
+  if (!starts_object(req.body)) {
+    auto spec = spec_from_text(req.body, {});  // not a task: says why
+    return fail(spec ? Error{Code::kInvalidArgument, "a task must be a JSON object", {}}
+                     : spec.error());
   }
-  bool batch = j.is_object() && (j.contains("tasks") || j.contains("each"));
-  bool fan_out = batch && j.contains("each");
+  auto members = json_members(req.body);
+  if (!members) return fail(members.error());
+  auto member = [&](std::string_view key) -> const std::string_view* {
+    for (const auto& [k, v] : *members) {
+      if (k == key) return &v;
+    }
+    return nullptr;
+  };
+  bool batch = member("tasks") || member("each");
+  bool fan_out = batch && member("each");
   TaskSpec defaults;
   std::vector<TaskSpec> specs;
-  auto fail = [&](const Error& e) { respond(error_response(e)); };
   if (batch) {
-    for (const auto& [key, v] : j.items()) {
+    for (const auto& [key, v] : *members) {
       if (key != "tasks" && key != "defaults" && key != "each") {
         return fail({Code::kInvalidArgument, key + ": unknown field", key});
       }
     }
-    if (j.contains("defaults")) {
-      auto d = spec_from_json(j["defaults"], defaults);
-      if (!d) return fail(d.error());
-      defaults = std::move(*d);
+    if (const std::string_view* d = member("defaults")) {
+      auto spec = spec_from_text(*d, defaults);
+      if (!spec) return fail(spec.error());
+      defaults = std::move(*spec);
     }
     if (fan_out) {
       // rota add --each: one task per item, tied by a batch id.
-      if (j.contains("tasks") || !j["each"].is_array() || j["each"].empty()) {
+      json each = json::parse(*member("each"), nullptr, false);
+      if (member("tasks") || !each.is_array() || each.empty()) {
         return fail({Code::kInvalidArgument,
                      "each: expected a non-empty array of items, "
                      "and no tasks",
                      "each"});
       }
-      specs.reserve(j["each"].size());
-      for (const json& item : j["each"]) {
+      specs.reserve(each.size());
+      for (const json& item : each) {
         if (!item.is_string()) {
           return fail({Code::kInvalidArgument, "each: items must be strings", "each"});
         }
@@ -174,18 +184,17 @@ void add(ApiContext& c, const HttpRequest& req, Responder respond) {
         apply_item(specs.back(), item.get<std::string>());
       }
     } else {
-      if (!j["tasks"].is_array()) {
-        return fail({Code::kInvalidArgument, "tasks: expected an array", "tasks"});
-      }
-      specs.reserve(j["tasks"].size());
-      for (const json& t : j["tasks"]) {
-        auto spec = spec_from_json(t, defaults);
+      auto tasks = json_elements(*member("tasks"));
+      if (!tasks) return fail({Code::kInvalidArgument, "tasks: expected an array", "tasks"});
+      specs.reserve(tasks->size());
+      for (std::string_view t : *tasks) {
+        auto spec = spec_from_text(t, defaults);
         if (!spec) return fail(spec.error());
         specs.push_back(std::move(*spec));
       }
     }
   } else {
-    auto spec = spec_from_json(j, defaults);
+    auto spec = spec_from_text(req.body, defaults);
     if (!spec) return fail(spec.error());
     specs.push_back(std::move(*spec));
   }

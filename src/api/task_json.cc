@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "api/json_scan.h"
 #include "core/backoff.h"
 #include "core/clock.h"
 #include "core/duration.h"
@@ -89,10 +90,11 @@ json attempt_to_json(const Attempt& a) {
               {"error", a.error.empty() ? json(nullptr) : json(a.error)}};
 }
 
-Result<TaskSpec> spec_from_json(const json& j, const TaskSpec& defaults) {
-  if (!j.is_object()) return make_error(Code::kInvalidArgument, "a task must be a JSON object");
-  TaskSpec spec = defaults;
-  for (const auto& [key, v] : j.items()) {
+namespace {
+
+// One field of a task spec.
+Status apply_field(TaskSpec& spec, const std::string& key, const json& v) {
+  {
     try {
       if (key == "argv") {
         spec.command.argv = v.get<std::vector<std::string>>();
@@ -160,6 +162,38 @@ Result<TaskSpec> spec_from_json(const json& j, const TaskSpec& defaults) {
     } catch (const json::exception&) {
       return std::unexpected(field_error(key, fmt::format("wrong type ({})", v.type_name())));
     }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<TaskSpec> spec_from_json(const json& j, const TaskSpec& defaults) {
+  if (!j.is_object()) return make_error(Code::kInvalidArgument, "a task must be a JSON object");
+  TaskSpec spec = defaults;
+  for (const auto& [key, v] : j.items()) {
+    if (auto r = apply_field(spec, key, v); !r) return std::unexpected(r.error());
+  }
+  return spec;
+}
+
+Result<TaskSpec> spec_from_text(std::string_view text, const TaskSpec& defaults) {
+  if (!starts_object(text)) {
+    if (auto valid = compact_json(text); !valid) return std::unexpected(valid.error());
+    return make_error(Code::kInvalidArgument, "a task must be a JSON object");
+  }
+  auto members = json_members(text);
+  if (!members) return std::unexpected(members.error());
+  TaskSpec spec = defaults;
+  for (const auto& [key, value] : *members) {
+    if (key == "payload") {
+      auto payload = compact_json(value);
+      if (!payload) return std::unexpected(payload.error());
+      spec.payload = std::move(*payload);
+      continue;
+    }
+    json v = json::parse(value, nullptr, false);  // checked by json_members: it parses
+    if (auto r = apply_field(spec, key, v); !r) return std::unexpected(r.error());
   }
   return spec;
 }
