@@ -5,9 +5,14 @@
 
 #include <algorithm>
 #include <charconv>
+#include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
 
 #include "cli/command.h"
 #include "cli/task_options.h"
@@ -72,53 +77,121 @@ Result<json> read_payload(const std::string& value) {
   return json::parse(*text);
 }
 
-// rota add --pool P --stdin: one message per line of JSON, sent in batches of ready-made JSON
-// (each line is checked, not parsed into a tree). A bad line stops the input there: the lines
-// before it are queued (their ids printed), it and the rest are not.
-int add_stdin_messages(Client& client, const json& options) {
+// Sends one task per line of stdin, in batches of ready-made JSON: `append(line, number,
+// body)` writes the line's task onto the batch's body, or fails, which stops the input there:
+// the lines before it are queued (their ids printed), it and the rest are not. The lines are
+// read on a thread of their own, one batch ahead: the next batch is read while the daemon
+// queues one.
+int send_stdin_batches(Client& client, const json& options,
+                       const std::function<Status(const std::string& line, int64_t number,
+                                                  std::string& body)>& append) {
   constexpr size_t kBatchBytes = 16u << 20;
-  std::string head = R"({"defaults":)" + options.dump() + R"(,"tasks":[)";
-  std::string body = head;
-  size_t in_batch = 0;
+  const std::string head = R"({"defaults":)" + options.dump() + R"(,"tasks":[)";
+  std::ios::sync_with_stdio(false);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<std::string> ready;  // a batch's body, read and not yet sent
+  bool read_all = false;             // the reader has handed over its last batch
+  bool give_up = false;              // a batch failed: the reader stops
+  std::optional<Error> bad_line;
+  std::thread reader([&] {
+    auto hand_over = [&](std::string& body) {
+      body += "]}";
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return !ready || give_up; });
+      if (give_up) return false;
+      ready = std::move(body);
+      cv.notify_all();
+      return true;
+    };
+    std::string body = head;
+    size_t in_batch = 0;
+    std::string line;
+    int64_t number = 0;
+    bool more = true;
+    while (more && std::getline(std::cin, line)) {
+      ++number;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      size_t mark = body.size();
+      if (in_batch) body += ',';
+      if (auto r = append(line, number, body); !r) {
+        body.resize(mark);
+        bad_line = r.error();
+        break;
+      }
+      if (++in_batch == kBatchSize || body.size() > kBatchBytes) {
+        more = hand_over(body);
+        body = head;
+        in_batch = 0;
+      }
+    }
+    if (more && in_batch > 0) hand_over(body);
+    std::lock_guard lock(mu);
+    read_all = true;
+    cv.notify_all();
+  });
   std::string out;
   std::string warned;
-  auto flush = [&]() -> Status {
-    if (in_batch == 0) return {};
-    body += "]}";
+  Status sent;
+  for (;;) {
+    std::string body;
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return ready || read_all; });
+      if (!ready) break;
+      body = std::move(*ready);
+      ready.reset();
+      cv.notify_all();
+    }
     auto r = client.call_raw("POST", "/v1/tasks", body);
-    body = head;
-    in_batch = 0;
-    if (!r) return std::unexpected(r.error());
+    if (!r) {
+      sent = std::unexpected(r.error());
+      break;
+    }
     warn(*r, &warned);
     out.clear();
     for (const auto& id : (*r)["ids"])
       fmt::format_to(std::back_inserter(out), "{}\n", id.get<int64_t>());
     std::fwrite(out.data(), 1, out.size(), stdout);
-    return {};
-  };
-  std::ios::sync_with_stdio(false);
-  std::string line;
-  int64_t number = 0;
-  while (std::getline(std::cin, line)) {
-    ++number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    if (!json::accept(line)) {
-      if (auto r = flush(); !r) return report(r.error());
-      return report({Code::kInvalidArgument,
-                     fmt::format("stdin line {} is not JSON: it and the lines after it were not "
-                                 "queued",
-                                 number),
-                     "--stdin"});
-    }
-    body += in_batch ? R"(,{"payload":)" : R"({"payload":)";
-    body += line;
-    body += '}';
-    if (++in_batch == kBatchSize || body.size() > kBatchBytes) {
-      if (auto r = flush(); !r) return report(r.error());
-    }
   }
-  if (auto r = flush(); !r) return report(r.error());
+  bool reader_done = false;
+  {
+    std::lock_guard lock(mu);
+    give_up = true;
+    reader_done = read_all;
+    cv.notify_all();
+  }
+  if (!sent && !reader_done) {
+    // A batch failed while the reader waits on stdin, which may not end for a long time: the
+    // error is reported now, and the process ends without it.
+    int code = report(sent.error());
+    std::fflush(stdout);
+    std::fflush(stderr);
+    reader.detach();
+    std::_Exit(code);
+  }
+  reader.join();
+  if (!sent) return report(sent.error());
+  if (bad_line) return report(*bad_line);
   return 0;
+}
+
+// rota add --pool P --stdin --jsonl: one message per line of JSON (checked, not parsed).
+int add_stdin_messages(Client& client, const json& options) {
+  return send_stdin_batches(
+      client, options, [](const std::string& line, int64_t number, std::string& body) -> Status {
+        if (!json::accept(line)) {
+          return make_error(Code::kInvalidArgument,
+                            fmt::format("stdin line {} is not JSON: it and the lines after it "
+                                        "were not queued",
+                                        number),
+                            "--stdin");
+        }
+        body += R"({"payload":)";
+        body += line;
+        body += '}';
+        return {};
+      });
 }
 
 // rota add --pool P --json '{...}' | --stdin: message tasks for a pool's workers.
@@ -169,33 +242,15 @@ int add_messages(const Globals& g, const AddFlags& f, bool print_json) {
   return 0;
 }
 
+// rota add --stdin: one shell command per line.
 int add_stdin(Client& client, const json& options) {
-  std::string line;
-  std::vector<std::string> batch;
-  std::string out;
-  auto flush = [&]() -> Status {
-    if (batch.empty()) return {};
-    json tasks = json::array();
-    for (std::string& l : batch) tasks.push_back({{"shell", std::move(l)}});
-    batch.clear();
-    auto r = client.call("POST", "/v1/tasks", json{{"defaults", options}, {"tasks", tasks}});
-    if (!r) return std::unexpected(r.error());
-    out.clear();
-    for (const auto& id : (*r)["ids"])
-      fmt::format_to(std::back_inserter(out), "{}\n", id.get<int64_t>());
-    std::fwrite(out.data(), 1, out.size(), stdout);
-    return {};
-  };
-  std::ios::sync_with_stdio(false);
-  while (std::getline(std::cin, line)) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    batch.push_back(std::move(line));
-    if (batch.size() == kBatchSize) {
-      if (auto r = flush(); !r) return report(r.error());
-    }
-  }
-  if (auto r = flush(); !r) return report(r.error());
-  return 0;
+  return send_stdin_batches(client, options,
+                            [](const std::string& line, int64_t, std::string& body) -> Status {
+                              body += R"({"shell":)";
+                              body += json(line).dump();
+                              body += '}';
+                              return {};
+                            });
 }
 
 // rota add --each ITEMS: one task per item, tied by a batch id (printed on stderr).

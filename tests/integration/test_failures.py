@@ -5,10 +5,11 @@ import json
 import os
 import re
 import signal
+import subprocess
 
 import pytest
 
-from conftest import exact_procs, pid_alive, procs_with, sha256, unique_sleep_arg, wait_for
+from conftest import ROTA_BIN, exact_procs, pid_alive, procs_with, sha256, unique_sleep_arg, wait_for
 
 # Once the task is running for the first time it creates `started` and sleeps for good;
 # every later attempt finds the file and succeeds at once.
@@ -171,6 +172,35 @@ def test_kill9_daemon_mid_batch(rota):
         where = f"task {t['id']}: attempts={full['attempts']} outcomes={outcomes}"
         assert full["attempts"] == len(outcomes), where
         assert outcomes == ["succeeded"], where
+
+
+# kill -9 of the daemon while `rota add --stdin` still reads: the batch it sent before is
+# queued whole; the next one fails, and the command says so and exits at once, though its
+# input has not ended. Nothing is queued twice or half.
+def test_kill9_daemon_while_add_stdin_reads(rota):
+    rota.ok("queue", "pause", "default")
+    add = subprocess.Popen([ROTA_BIN, "--home", rota.home, "add", "--stdin"],
+                           stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        add.stdin.write("echo first\n" * 10_000)  # one whole batch
+        add.stdin.flush()
+        wait_for(lambda: len(rota.tasks("--state", "queued")) == 10_000,
+                 message="the first batch to be queued")
+        rota.kill9_daemon()
+        add.stdin.write("echo second\n" * 10_000)  # the next batch, sent to no daemon
+        add.stdin.flush()
+        wait_for(lambda: add.poll() is not None, message="rota add to give up")
+        assert add.returncode != 0
+        err = add.stderr.read()
+        assert err.startswith("rota: ") and err.count("\n") == 1, err
+    finally:
+        add.kill()
+        add.wait()
+    rota.start(workers=2)
+    tasks = rota.tasks()
+    assert len(tasks) == 10_000
+    assert {t["state"] for t in tasks} == {"queued"}
 
 
 # ---- corrupted store -------------------------------------------------------------------------
