@@ -81,6 +81,9 @@ Status Engine::recover() {
         "for their workers to reattach",
         running->size());
   }
+  auto suspects = store_.suspect_tasks();
+  if (!suspects) return std::unexpected(suspects.error());
+  suspects_.insert(suspects->begin(), suspects->end());
   auto next = store_.next_run_after();
   if (!next) return std::unexpected(next.error());
   if (*next) schedule_wake(**next);

@@ -194,7 +194,7 @@ class Engine final : public PoolListener {
   std::set<int64_t> cancelling_;
   // Tasks lost in a crash beside other tasks: each runs alone on a user's program until it
   // ends some other way, so that a crash it causes is pinned on it (and counts towards
-  // poison). Kept in memory: after a restart such a task may share a worker once more.
+  // poison). Read back from the attempts at a restart (Store::suspect_tasks).
   std::set<int64_t> suspects_;
   std::unordered_map<int64_t, EnvPtr> envs_;
   boost::asio::steady_timer wake_timer_;

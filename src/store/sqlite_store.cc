@@ -867,6 +867,24 @@ Result<int64_t> SqliteStore::count_attempts(int64_t task_id, Outcome outcome) {
   return stmt->int64(0);
 }
 
+Result<std::vector<int64_t>> SqliteStore::suspect_tasks() {
+  // Attempts that are not succeeded have rows of their own; a table scan of them, at start.
+  auto stmt = db_->prepare(
+      "SELECT DISTINCT a.task_id FROM attempts a JOIN tasks t ON t.id = a.task_id "
+      "WHERE a.outcome = 'worker_lost_shared' "
+      "AND t.state IN ('waiting', 'scheduled', 'queued', 'running') "
+      "AND NOT EXISTS (SELECT 1 FROM attempts b WHERE b.task_id = a.task_id "
+      "AND b.number > a.number "
+      "AND b.outcome NOT IN ('worker_lost_shared', 'worker_lost', 'interrupted')) "
+      "ORDER BY a.task_id");
+  if (!stmt) return std::unexpected(stmt.error());
+  std::vector<int64_t> ids;
+  int rc;
+  while ((rc = stmt->step()) == SQLITE_ROW) ids.push_back(stmt->int64(0));
+  if (rc != SQLITE_DONE) return std::unexpected(db_->error("suspect tasks"));
+  return ids;
+}
+
 Result<std::optional<std::string>> SqliteStore::get_setting(const std::string& key) {
   auto stmt = db_->prepare("SELECT value FROM meta WHERE key = ?1");
   if (!stmt) return std::unexpected(stmt.error());

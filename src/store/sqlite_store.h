@@ -71,6 +71,7 @@ class SqliteStore final : public Store {
   Status put_watch(const WatchRecord& watch) override;
   Status delete_watch(const std::string& name) override;
   Result<int64_t> count_attempts(int64_t task_id, Outcome outcome) override;
+  Result<std::vector<int64_t>> suspect_tasks() override;
   Result<std::vector<AttemptRecord>> attempts_since(int64_t since_ms) override;
   Result<std::optional<std::tuple<int64_t, TaskState, int64_t>>> find_unique(
       const std::string& key) override;

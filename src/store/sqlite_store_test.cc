@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <sstream>
 
@@ -303,6 +304,48 @@ TEST_F(SqliteStoreTest, SucceededAttemptIsReadFromTheTaskRow) {
   EXPECT_EQ(outcomes(), (Outcomes{{1, "failed"}, {2, "succeeded"}}));
   end_as(3, Outcome::kSucceeded, TaskState::kSucceeded, 7000);
   EXPECT_EQ(outcomes(), (Outcomes{{1, "failed"}, {2, "succeeded"}, {3, "succeeded"}}));
+  ASSERT_TRUE(store->commit());
+}
+
+// A task stays suspected of a crash it shared while its later attempts only lose their
+// worker or are handed back, and until it finishes.
+TEST_F(SqliteStoreTest, SuspectsAreReadBackFromTheirAttempts) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows(5, task("default", 0));
+  auto ids = *store->insert_tasks(rows);
+  std::vector<std::string> queues = {"default"};
+  std::map<int64_t, int> attempts;
+  auto end_as = [&](int64_t id, Outcome outcome, TaskState to) {
+    // Each claim takes the oldest queued task: claim until it is this one's turn.
+    auto claimed = store->claim(kCommandsPool, queues, 5, 7, "tok", 1000);
+    ASSERT_TRUE(claimed);
+    for (const Task& t : *claimed) {
+      bool mine = t.id == id;
+      AttemptEnd end{.task_id = t.id,
+                     .attempt = ++attempts[t.id],
+                     .worker = 7,
+                     .started_at_ms = 1000,
+                     .to = mine ? to : TaskState::kQueued,
+                     .outcome = mine ? outcome : Outcome::kHandedBack,
+                     .finished_at_ms = 2000,
+                     .handed_back = !mine};
+      ASSERT_TRUE(store->finish_attempt(end));
+    }
+  };
+  using O = Outcome;
+  using S = TaskState;
+  end_as(ids[0], O::kWorkerLostShared, S::kQueued);  // suspect
+  end_as(ids[1], O::kWorkerLostShared, S::kQueued);  // still one after the losses below
+  end_as(ids[1], O::kWorkerLost, S::kQueued);
+  end_as(ids[2], O::kWorkerLostShared, S::kQueued);  // cleared: it failed on its own
+  end_as(ids[2], O::kFailed, S::kQueued);
+  end_as(ids[3], O::kWorkerLostShared, S::kQueued);  // cleared: it finished
+  end_as(ids[3], O::kSucceeded, S::kSucceeded);
+  end_as(ids[4], O::kWorkerLost, S::kQueued);  // never shared a crash
+  auto suspects = store->suspect_tasks();
+  ASSERT_TRUE(suspects) << suspects.error().message;
+  EXPECT_EQ(*suspects, (std::vector<int64_t>{ids[0], ids[1]}));
   ASSERT_TRUE(store->commit());
 }
 

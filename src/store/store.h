@@ -204,6 +204,10 @@ class Store {
   // How many of a task's finished attempts ended with `outcome`.
   virtual Result<int64_t> count_attempts(int64_t task_id, Outcome outcome) = 0;
 
+  // Unfinished tasks still suspected of a crash they shared: an attempt of each ended
+  // worker_lost_shared, and every later one only lost its worker or was handed back.
+  virtual Result<std::vector<int64_t>> suspect_tasks() = 0;
+
   // Small settings that outlive the daemon (the autoscaling range, say).
   virtual Result<std::optional<std::string>> get_setting(const std::string& key) = 0;
   virtual Status put_setting(const std::string& key, const std::string& value) = 0;

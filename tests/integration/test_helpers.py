@@ -320,8 +320,9 @@ def test_a_crash_beside_other_tasks_is_pinned_on_its_task_by_running_each_alone(
 
 
 # A task that must run alone waits for its worker to let go of what it holds: lost in a shared
-# crash, the gated task comes back (its queue paused meanwhile) to a worker that is running
-# another task; it is claimed but held back, and sent only once the other task is done.
+# crash, the gated task comes back (its queue paused meanwhile, and the daemon restarted: the
+# suspicion is read back from its attempts) to a worker that is running another task; it is
+# claimed but held back, and sent only once the other task is done.
 def test_a_task_to_run_alone_waits_for_its_worker_to_be_free(rota_home, lang):
     rota = rota_home
     run_log = start(rota, lang, "--size", "1", "--concurrency", "3", "--queues", "first,second")
@@ -335,6 +336,9 @@ def test_a_task_to_run_alone_waits_for_its_worker_to_be_free(rota_home, lang):
     assert rota.wait_state(crasher, "failed")["attempt_history"][0]["outcome"] == "worker_lost_shared"
     with open(gate_a, "w") as f:
         f.write("open")
+    rota.stop()
+    rota.start(workers=1)
+    ready_workers(rota, 1)
     other = add(rota, {"op": "gate", "gate": gate_b}, "--queue", "second")
     wait_for(lambda: rota.show(other)["state"] == "running", message="the other task to run")
     rota.ok("queue", "resume", "first")
