@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -11,6 +12,9 @@
 
 namespace rota {
 namespace {
+
+// Deeper values are refused: what is kept is later parsed and written out by recursive code.
+constexpr size_t kMaxDepth = 512;
 
 bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -57,6 +61,12 @@ class Scanner {
       char c = peek();
       bool done = false;  // a value is complete: look for what follows it
       if (c == '{' || c == '[') {
+        if (open.size() == kMaxDepth) {
+          return std::unexpected(
+              Error{Code::kInvalidArgument,
+                    fmt::format("JSON nested deeper than {} levels (at byte {})", kMaxDepth, pos_),
+                    {}});
+        }
         emit(c, out);
         ++pos_;
         skip_ws();
@@ -332,6 +342,16 @@ Result<std::vector<std::pair<std::string, std::string_view>>> json_members(std::
     }
   }
   TRY(expect_end(sc));
+  // As nlohmann's objects hold them: by key, a repeated key's last value winning.
+  std::stable_sort(members.begin(), members.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i + 1 < members.size();) {
+    if (members[i].first == members[i + 1].first) {
+      members.erase(members.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
   return members;
 }
 

@@ -114,24 +114,33 @@ TEST(JsonScan, AgreesWithNlohmannOnMutatedTexts) {
   }
 }
 
-TEST(JsonScan, DeepNestingIsNoProblem) {
-  std::string deep(100000, '[');
-  deep += std::string(100000, ']');
-  EXPECT_TRUE(compact_json(deep));
+// Two deliberate differences from nlohmann: a cap on nesting (what is kept is parsed and
+// written out again by recursive code), and a NUL byte is an error, not the end of the text.
+TEST(JsonScan, RefusesDeepNestingAndNulBytes) {
+  auto nested = [](size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  EXPECT_TRUE(compact_json(nested(512)));
+  auto deep = compact_json(nested(513));
+  ASSERT_FALSE(deep);
+  EXPECT_EQ(deep.error().message, "JSON nested deeper than 512 levels (at byte 512)");
+  EXPECT_FALSE(compact_json(std::string("{}\0{", 4)));
+  EXPECT_FALSE(compact_json(std::string("\"a\0\"", 4)));
 }
 
-TEST(JsonScan, MembersComeInOrderWithTheirTextAndDecodedKeys) {
-  auto m = json_members(R"( { "tasks" : [ {"payload": {"x": 1}} ], "d\u00e9f": {"a":1} , "k":2})");
+// Members come as a parsed object holds them: by key, a repeated key's last value winning.
+TEST(JsonScan, MembersComeByKeyWithTheirTextAndDecodedKeys) {
+  auto m = json_members(
+      R"( { "tasks" : [ {"payload": {"x": 1}} ], "d\u00e9f": {"a":1} , "k":2, "k" : 3})");
   ASSERT_TRUE(m) << m.error().message;
   ASSERT_EQ(m->size(), 3u);
-  EXPECT_EQ((*m)[0].first, "tasks");
-  EXPECT_EQ((*m)[0].second, R"([ {"payload": {"x": 1}} ])");
-  EXPECT_EQ((*m)[1].first,
+  EXPECT_EQ((*m)[0].first,
             "d\xC3\xA9"
             "f");
-  EXPECT_EQ((*m)[1].second, R"({"a":1})");
-  EXPECT_EQ((*m)[2].second, "2");
-  auto e = json_elements((*m)[0].second);
+  EXPECT_EQ((*m)[0].second, R"({"a":1})");
+  EXPECT_EQ((*m)[1].first, "k");
+  EXPECT_EQ((*m)[1].second, "3");
+  EXPECT_EQ((*m)[2].first, "tasks");
+  EXPECT_EQ((*m)[2].second, R"([ {"payload": {"x": 1}} ])");
+  auto e = json_elements((*m)[2].second);
   ASSERT_TRUE(e);
   ASSERT_EQ(e->size(), 1u);
   EXPECT_EQ((*e)[0], R"({"payload": {"x": 1}})");

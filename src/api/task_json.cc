@@ -94,74 +94,72 @@ namespace {
 
 // One field of a task spec.
 Status apply_field(TaskSpec& spec, const std::string& key, const json& v) {
-  {
-    try {
-      if (key == "argv") {
-        spec.command.argv = v.get<std::vector<std::string>>();
-      } else if (key == "shell") {
-        spec.command.shell = v.get<std::string>();
-      } else if (key == "cwd") {
-        spec.command.cwd = v.get<std::string>();
-      } else if (key == "env") {
-        spec.command.env = std::make_shared<const Env>(v.get<Env>());
-      } else if (key == "queue") {
-        spec.queue = v.get<std::string>();
-      } else if (key == "priority") {
-        spec.priority = v.get<int>();
-      } else if (key == "retries") {
-        spec.retries = v.get<int>();
-      } else if (key == "backoff") {
-        auto b = parse_backoff(v.get<std::string>());
-        if (!b) return std::unexpected(b.error());
-        spec.backoff = *b;
-      } else if (key == "timeout") {
-        auto d = duration_field(v, key);
-        if (!d) return std::unexpected(d.error());
-        spec.timeout_ms = *d;
-      } else if (key == "slow_after") {
-        auto d = duration_field(v, key);
-        if (!d) return std::unexpected(d.error());
-        spec.slow_after_ms = *d;
-      } else if (key == "delay") {
-        auto d = duration_field(v, key);
-        if (!d) return std::unexpected(d.error());
-        spec.delay_ms = *d;
-      } else if (key == "labels") {
-        spec.labels = v.get<Labels>();
-      } else if (key == "unique") {
-        spec.unique_key = v.get<std::string>();
-      } else if (key == "unique_for") {
-        auto d = duration_field(v, key);
-        if (!d) return std::unexpected(d.error());
-        spec.unique_for_ms = *d;
-      } else if (key == "http") {
-        auto http = http_from_json(v.dump());
-        if (!http) return std::unexpected(http.error());
-        spec.command.http = std::move(*http);
-      } else if (key == "workdir") {
-        if (v.get<std::string>() != "temp") {
-          return std::unexpected(field_error(key, "the only workdir is \"temp\""));
-        }
-        spec.command.isolation = {.kind = Isolation::Kind::kTemp};
-      } else if (key == "worktree") {
-        spec.command.isolation.kind = Isolation::Kind::kWorktree;
-        spec.command.isolation.repo = v.get<std::string>();
-      } else if (key == "ref") {
-        spec.command.isolation.ref = v.get<std::string>();
-      } else if (key == "keep_failed") {
-        spec.command.isolation.keep_failed = v.get<bool>();
-      } else if (key == "pool") {
-        spec.pool = v.get<std::string>();
-      } else if (key == "payload") {
-        spec.payload = v.dump();
-      } else if (key == "after") {
-        spec.after = v.get<std::vector<int64_t>>();
-      } else {
-        return std::unexpected(field_error(key, "unknown field"));
+  try {
+    if (key == "argv") {
+      spec.command.argv = v.get<std::vector<std::string>>();
+    } else if (key == "shell") {
+      spec.command.shell = v.get<std::string>();
+    } else if (key == "cwd") {
+      spec.command.cwd = v.get<std::string>();
+    } else if (key == "env") {
+      spec.command.env = std::make_shared<const Env>(v.get<Env>());
+    } else if (key == "queue") {
+      spec.queue = v.get<std::string>();
+    } else if (key == "priority") {
+      spec.priority = v.get<int>();
+    } else if (key == "retries") {
+      spec.retries = v.get<int>();
+    } else if (key == "backoff") {
+      auto b = parse_backoff(v.get<std::string>());
+      if (!b) return std::unexpected(b.error());
+      spec.backoff = *b;
+    } else if (key == "timeout") {
+      auto d = duration_field(v, key);
+      if (!d) return std::unexpected(d.error());
+      spec.timeout_ms = *d;
+    } else if (key == "slow_after") {
+      auto d = duration_field(v, key);
+      if (!d) return std::unexpected(d.error());
+      spec.slow_after_ms = *d;
+    } else if (key == "delay") {
+      auto d = duration_field(v, key);
+      if (!d) return std::unexpected(d.error());
+      spec.delay_ms = *d;
+    } else if (key == "labels") {
+      spec.labels = v.get<Labels>();
+    } else if (key == "unique") {
+      spec.unique_key = v.get<std::string>();
+    } else if (key == "unique_for") {
+      auto d = duration_field(v, key);
+      if (!d) return std::unexpected(d.error());
+      spec.unique_for_ms = *d;
+    } else if (key == "http") {
+      auto http = http_from_json(v.dump());
+      if (!http) return std::unexpected(http.error());
+      spec.command.http = std::move(*http);
+    } else if (key == "workdir") {
+      if (v.get<std::string>() != "temp") {
+        return std::unexpected(field_error(key, "the only workdir is \"temp\""));
       }
-    } catch (const json::exception&) {
-      return std::unexpected(field_error(key, fmt::format("wrong type ({})", v.type_name())));
+      spec.command.isolation = {.kind = Isolation::Kind::kTemp};
+    } else if (key == "worktree") {
+      spec.command.isolation.kind = Isolation::Kind::kWorktree;
+      spec.command.isolation.repo = v.get<std::string>();
+    } else if (key == "ref") {
+      spec.command.isolation.ref = v.get<std::string>();
+    } else if (key == "keep_failed") {
+      spec.command.isolation.keep_failed = v.get<bool>();
+    } else if (key == "pool") {
+      spec.pool = v.get<std::string>();
+    } else if (key == "payload") {
+      spec.payload = v.dump();
+    } else if (key == "after") {
+      spec.after = v.get<std::vector<int64_t>>();
+    } else {
+      return std::unexpected(field_error(key, "unknown field"));
     }
+  } catch (const json::exception&) {
+    return std::unexpected(field_error(key, fmt::format("wrong type ({})", v.type_name())));
   }
   return {};
 }

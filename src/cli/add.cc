@@ -14,6 +14,7 @@
 #include <optional>
 #include <thread>
 
+#include "api/json_scan.h"
 #include "cli/command.h"
 #include "cli/task_options.h"
 #include "core/backoff.h"
@@ -176,19 +177,23 @@ int send_stdin_batches(Client& client, const json& options,
   return 0;
 }
 
-// rota add --pool P --stdin --jsonl: one message per line of JSON (checked, not parsed).
+// rota add --pool P --stdin --jsonl: one message per line of JSON, checked and sent compact,
+// as the daemon will check it (so that one line cannot make the daemon refuse its batch).
 int add_stdin_messages(Client& client, const json& options) {
   return send_stdin_batches(
       client, options, [](const std::string& line, int64_t number, std::string& body) -> Status {
-        if (!json::accept(line)) {
+        auto payload = compact_json(line);
+        if (!payload) {
+          std::string_view why = payload.error().message;
+          if (why.starts_with("malformed JSON: ")) why.remove_prefix(16);
           return make_error(Code::kInvalidArgument,
-                            fmt::format("stdin line {} is not JSON: it and the lines after it "
-                                        "were not queued",
-                                        number),
+                            fmt::format("stdin line {} is not JSON ({}): it and the lines after "
+                                        "it were not queued",
+                                        number, why),
                             "--stdin");
         }
         body += R"({"payload":)";
-        body += line;
+        body += *payload;
         body += '}';
         return {};
       });
@@ -244,13 +249,23 @@ int add_messages(const Globals& g, const AddFlags& f, bool print_json) {
 
 // rota add --stdin: one shell command per line.
 int add_stdin(Client& client, const json& options) {
-  return send_stdin_batches(client, options,
-                            [](const std::string& line, int64_t, std::string& body) -> Status {
-                              body += R"({"shell":)";
-                              body += json(line).dump();
-                              body += '}';
-                              return {};
-                            });
+  return send_stdin_batches(
+      client, options, [](const std::string& line, int64_t number, std::string& body) -> Status {
+        std::string shell;
+        try {
+          shell = json(line).dump();
+        } catch (const json::exception&) {
+          return make_error(Code::kInvalidArgument,
+                            fmt::format("stdin line {} is not UTF-8: it and the lines "
+                                        "after it were not queued",
+                                        number),
+                            "--stdin");
+        }
+        body += R"({"shell":)";
+        body += shell;
+        body += '}';
+        return {};
+      });
 }
 
 // rota add --each ITEMS: one task per item, tied by a batch id (printed on stderr).

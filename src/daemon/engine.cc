@@ -453,11 +453,14 @@ void Engine::finish_reattach() {
   reattach_timer_.cancel();
   auto lost = std::move(awaiting_reattach_);
   awaiting_reattach_.clear();
+  // Their workers are gone or hung: whatever the attempts still run must not go on beside
+  // the retries.
+  std::vector<std::string> tokens;
   for (int64_t id : lost) {
-    // Its worker is gone or hung: whatever the attempt still runs must not go on beside the
-    // retry.
-    if (auto it = running_.find(id); it != running_.end())
-      sweep_attempt_processes(io_, it->second.token);
+    if (auto it = running_.find(id); it != running_.end()) tokens.push_back(it->second.token);
+  }
+  sweep_attempt_processes(io_, std::move(tokens));
+  for (int64_t id : lost) {
     auto r =
         end_attempt(id, Outcome::kDaemonLost, std::nullopt, std::nullopt,
                     "daemon_lost: its worker did not come back after the daemon restarted", true);

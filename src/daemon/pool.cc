@@ -152,13 +152,14 @@ Pool::~Pool() {
   }
 }
 
-void sweep_attempt_processes(asio::io_context& io, const std::string& token) {
-  if (token.empty()) return;
-  kill_attempt_processes(token);
+void sweep_attempt_processes(asio::io_context& io, std::vector<std::string> tokens) {
+  if (tokens.empty()) return;
+  kill_attempt_processes(tokens);
+  auto shared = std::make_shared<const std::vector<std::string>>(std::move(tokens));
   for (int delay_ms : {50, 500}) {
     auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(delay_ms));
-    timer->async_wait([timer, token](const boost::system::error_code& ec) {
-      if (!ec) kill_attempt_processes(token);
+    timer->async_wait([timer, shared](const boost::system::error_code& ec) {
+      if (!ec) kill_attempt_processes(*shared);
     });
   }
 }
@@ -586,6 +587,7 @@ void Pool::write_soon(Worker& w) {
   });
 }
 
+// Now rather than at the end of the turn: what a worker was sent leaves in one write.
 void Pool::flush(int64_t worker) {
   Worker* w = find(worker);
   if (w && !w->writing) write_next(*w);
@@ -749,13 +751,15 @@ void Pool::on_exit(int64_t id) {
   waitid(P_PID, static_cast<id_t>(w->v.pid), &info, WEXITED | WNOHANG);
   // A task ran in its own process group: it must not outlive its worker. A worker can die
   // before it reports that group; then the task is found by its environment.
+  std::vector<std::string> unreported;
   for (auto& [task, f] : w->flights) {
     if (f.group > 0) {
       kill(-f.group, SIGKILL);
     } else if (!runs_program()) {
-      sweep_attempt_processes(io_, f.token);
+      unreported.push_back(f.token);
     }
   }
+  sweep_attempt_processes(io_, std::move(unreported));
   // Whatever a program left in its group goes with it.
   if (runs_program()) kill(-w->v.pid, SIGKILL);
   auto flights = std::move(w->flights);
@@ -996,6 +1000,14 @@ void Pool::detach() {
   // daemon runs its tasks again.
   if (runs_program()) {
     for (auto& [id, w] : workers_) kill(-w->v.pid, SIGTERM);
+  } else {
+    // What this turn sent is not left behind: a claimed task's message must reach its worker
+    // for the worker to come back with it.
+    for (auto& [id, w] : workers_) {
+      if (w->writing || w->outbuf.empty()) continue;
+      boost::system::error_code ignored;
+      asio::write(w->socket, asio::buffer(w->outbuf), ignored);
+    }
   }
   workers_.clear();
 }

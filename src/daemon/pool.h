@@ -40,10 +40,10 @@ enum class WorkerHealth {
 };
 const char* worker_health_name(WorkerHealth health);
 
-// Kills what an attempt still runs, found by its token (kill_attempt_processes), and looks
-// again 50 ms and 500 ms later: a process in the middle of an exec shows no environment, so a
-// single look can miss the task a dead worker had just started.
-void sweep_attempt_processes(boost::asio::io_context& io, const std::string& token);
+// Kills what these attempts still run, found by their tokens (kill_attempt_processes), and
+// looks again 50 ms and 500 ms later: a process in the middle of an exec shows no
+// environment, so a single look can miss the task a dead worker had just started.
+void sweep_attempt_processes(boost::asio::io_context& io, std::vector<std::string> tokens);
 
 struct WorkerView {
   int64_t id = 0;  // 0 for a slot without a worker

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <vector>
 
 namespace rota {
@@ -133,9 +134,12 @@ Result<Spawned> spawn_command(const Command& command, int64_t task_id, int attem
   return Spawned{pid, pidfd, pipe_fds[0]};
 }
 
-int kill_attempt_processes(const std::string& token) {
-  if (token.empty()) return 0;
-  std::string needle = "ROTA_ATTEMPT_TOKEN=" + token;
+int kill_attempt_processes(const std::vector<std::string>& tokens) {
+  std::set<std::string, std::less<>> needles;
+  for (const std::string& token : tokens) {
+    if (!token.empty()) needles.insert("ROTA_ATTEMPT_TOKEN=" + token);
+  }
+  if (needles.empty()) return 0;
   int killed = 0;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
@@ -144,7 +148,7 @@ int kill_attempt_processes(const std::string& token) {
     std::ifstream in(entry.path() / "environ", std::ios::binary);
     std::string var;
     while (std::getline(in, var, '\0')) {
-      if (var != needle) continue;
+      if (!needles.contains(var)) continue;
       pid_t pid = static_cast<pid_t>(std::stol(name));
       pid_t group = getpgid(pid);
       if (group > 0) ::kill(-group, SIGKILL);

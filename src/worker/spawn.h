@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/task.h"
@@ -23,11 +24,11 @@ struct Spawned {
 Result<Spawned> spawn_command(const Command& command, int64_t task_id = 0, int attempt = 0,
                               const std::string& token = {}, const std::string& result_path = {});
 
-// Kills (SIGKILL) the process group of every process of this attempt, found by the
+// Kills (SIGKILL) the process group of every process of these attempts, found by the
 // ROTA_ATTEMPT_TOKEN in its environment (a token is random, so no other attempt or home
-// matches). For an attempt whose worker died before reporting the task's process group, or
-// did not come back after a daemon restart.
-int kill_attempt_processes(const std::string& token);
+// matches), in one look at /proc. For attempts whose worker died before reporting the task's
+// process group, or did not come back after a daemon restart.
+int kill_attempt_processes(const std::vector<std::string>& tokens);
 
 // Finds `name` in the PATH of `env` (as execvp would); a name with a slash is returned as is.
 std::string resolve_program(const std::string& name, const Env& env, const std::string& cwd);

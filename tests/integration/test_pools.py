@@ -127,6 +127,17 @@ def test_stdin_jsonl_for_a_pool_not_yet_added_warns_once(rota):
                         "(rota pool add)\n"), r.stderr
 
 
+# What the CLI lets through, the daemon takes: a line that nlohmann would read up to a NUL
+# byte stops the input at that line, and the lines before it, in the same batch, are queued.
+def test_stdin_jsonl_line_with_a_nul_byte_stops_there(rota):
+    r = rota.run("add", "--pool", "later", "--stdin", "--jsonl",
+                 input='{"n": 1}\n{"n": 2}\n{"n": 3}\0junk\n{"n": 4}\n')
+    assert r.returncode == 2, r.stderr
+    assert "stdin line 3 is not JSON" in r.stderr and r.stderr.count("\n") == 2, r.stderr
+    assert len(r.stdout.split()) == 2
+    assert len(rota.tasks()) == 2
+
+
 def test_retries_and_a_failure_that_is_not_retried(rota):
     add_pool(rota)
     retried = add_message(rota, {"fail_until": 2}, "--retries", "3", "--backoff", "10ms")

@@ -4,8 +4,9 @@ dependencies, cancel, retry, clean, priority and queue limits."""
 import datetime
 import json
 import os
+import subprocess
 
-from conftest import TIMESTAMP_RE, exact_procs, procs_with, unique_sleep_arg, wait_for
+from conftest import ROTA_BIN, TIMESTAMP_RE, exact_procs, procs_with, unique_sleep_arg, wait_for
 
 TASK_FIELDS = {
     "id", "state", "queue", "priority", "attempts", "max_attempts", "exit_code", "signal",
@@ -173,6 +174,19 @@ def test_add_stdin_2000(rota):
     assert {t["id"] for t in tasks} == set(ids)
     for i in (0, 1234, n - 1):
         assert rota.log(ids[i]) == f"line-{i}\n"
+
+
+# A line that is not UTF-8 cannot be a task's shell line: the input stops there with its
+# number, and the lines before it are queued.
+def test_add_stdin_stops_at_a_line_that_is_not_utf8(rota):
+    rota.ok("queue", "pause", "default")
+    r = subprocess.run([ROTA_BIN, "--home", rota.home, "add", "--stdin"],
+                       input=b"echo one\necho two\necho \xff\xfe\necho four\n",
+                       capture_output=True, timeout=60)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "stdin line 3 is not UTF-8" in err, err
+    assert len(r.stdout.split()) == 2
+    assert [t["command"]["shell"] for t in rota.tasks()] == ["echo one", "echo two"]
 
 
 # ---- retries -------------------------------------------------------------------------------
