@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 
 #define TRY(expr) \
   if (auto r_ = (expr); !r_) return std::unexpected(r_.error())
@@ -306,42 +307,57 @@ Result<std::string> compact_json(std::string_view text) {
   return out;
 }
 
+namespace {
+
+// Walks the object or array (`open`, `close`) that is all of the scanner's text; `item` scans
+// each member or element where it starts.
+Status walk_container(Scanner& sc, char open, char close, std::string_view what,
+                      const std::function<Status()>& item) {
+  TRY(open_container(sc, open, what));
+  sc.advance();
+  sc.skip_ws();
+  if (sc.peek() == close) {
+    sc.advance();
+    return expect_end(sc);
+  }
+  for (;;) {
+    sc.skip_ws();
+    TRY(item());
+    sc.skip_ws();
+    if (sc.peek() == ',') {
+      sc.advance();
+      continue;
+    }
+    if (sc.peek() != close) {
+      return std::unexpected(sc.error(close == '}' ? "',' or '}'" : "',' or ']'"));
+    }
+    sc.advance();
+    return expect_end(sc);
+  }
+}
+
+}  // namespace
+
 Result<std::vector<std::pair<std::string, std::string_view>>> json_members(std::string_view text) {
   Scanner sc(text);
-  TRY(open_container(sc, '{', "a JSON object"));
-  sc.advance();
   std::vector<std::pair<std::string, std::string_view>> members;
-  sc.skip_ws();
-  if (sc.peek() == '}') {
+  TRY(walk_container(sc, '{', '}', "a JSON object", [&]() -> Status {
+    size_t key_start = sc.pos();
+    TRY(sc.string(nullptr));
+    std::string_view key = text.substr(key_start + 1, sc.pos() - key_start - 2);
+    sc.skip_ws();
+    if (sc.peek() != ':') return std::unexpected(sc.error("':'"));
     sc.advance();
-  } else {
-    for (;;) {
-      sc.skip_ws();
-      size_t key_start = sc.pos();
-      TRY(sc.string(nullptr));
-      std::string_view key = text.substr(key_start + 1, sc.pos() - key_start - 2);
-      sc.skip_ws();
-      if (sc.peek() != ':') return std::unexpected(sc.error("':'"));
-      sc.advance();
-      sc.skip_ws();
-      size_t value_start = sc.pos();
-      TRY(sc.value(nullptr));
-      std::string decoded =
-          key.find('\\') == std::string_view::npos
-              ? std::string(key)
-              : nlohmann::json::parse(text.substr(key_start, key.size() + 2)).get<std::string>();
-      members.emplace_back(std::move(decoded), text.substr(value_start, sc.pos() - value_start));
-      sc.skip_ws();
-      if (sc.peek() == ',') {
-        sc.advance();
-        continue;
-      }
-      if (sc.peek() != '}') return std::unexpected(sc.error("',' or '}'"));
-      sc.advance();
-      break;
-    }
-  }
-  TRY(expect_end(sc));
+    sc.skip_ws();
+    size_t value_start = sc.pos();
+    TRY(sc.value(nullptr));
+    std::string decoded =
+        key.find('\\') == std::string_view::npos
+            ? std::string(key)
+            : nlohmann::json::parse(text.substr(key_start, key.size() + 2)).get<std::string>();
+    members.emplace_back(std::move(decoded), text.substr(value_start, sc.pos() - value_start));
+    return {};
+  }));
   // As nlohmann's objects hold them: by key, a repeated key's last value winning.
   std::stable_sort(members.begin(), members.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -357,29 +373,13 @@ Result<std::vector<std::pair<std::string, std::string_view>>> json_members(std::
 
 Result<std::vector<std::string_view>> json_elements(std::string_view text) {
   Scanner sc(text);
-  TRY(open_container(sc, '[', "a JSON array"));
-  sc.advance();
   std::vector<std::string_view> elements;
-  sc.skip_ws();
-  if (sc.peek() == ']') {
-    sc.advance();
-  } else {
-    for (;;) {
-      sc.skip_ws();
-      size_t start = sc.pos();
-      TRY(sc.value(nullptr));
-      elements.push_back(text.substr(start, sc.pos() - start));
-      sc.skip_ws();
-      if (sc.peek() == ',') {
-        sc.advance();
-        continue;
-      }
-      if (sc.peek() != ']') return std::unexpected(sc.error("',' or ']'"));
-      sc.advance();
-      break;
-    }
-  }
-  TRY(expect_end(sc));
+  TRY(walk_container(sc, '[', ']', "a JSON array", [&]() -> Status {
+    size_t start = sc.pos();
+    TRY(sc.value(nullptr));
+    elements.push_back(text.substr(start, sc.pos() - start));
+    return {};
+  }));
   return elements;
 }
 
