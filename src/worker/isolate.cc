@@ -1,11 +1,14 @@
 #include "worker/isolate.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -44,7 +47,30 @@ int git(const std::vector<std::string>& args) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// An exclusive lock on a repository's directory while this process changes its worktrees:
+// git does not make one worktree's add and another's remove safe together (the last remove
+// deletes .git/worktrees while an add is filling it). A lock on the directory itself writes
+// nothing into the user's repository, and holds for every path that names it.
+class RepoLock {
+ public:
+  explicit RepoLock(const std::string& repo)
+      : fd_(::open(repo.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    if (fd_ < 0) return;  // git then says what is wrong with the repository
+    while (::flock(fd_, LOCK_EX) < 0 && errno == EINTR) {
+    }
+  }
+  ~RepoLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RepoLock(const RepoLock&) = delete;
+  RepoLock& operator=(const RepoLock&) = delete;
+
+ private:
+  int fd_;
+};
+
 void remove_worktree(const std::string& repo, const std::string& path) {
+  RepoLock lock(repo);
   git({"-C", repo, "worktree", "remove", "--force", path});
   std::error_code ec;
   fs::remove_all(path, ec);
@@ -104,9 +130,13 @@ int run_isolated(const std::string& isolation_json, const std::string& worktree_
       fmt::print(stderr, "rota: pruning the stale worktree {}\n", dir);
       remove_worktree(isolation->repo, dir);
     }
-    if (int rc = git(
-            {"-C", isolation->repo, "worktree", "add", "--detach", "--quiet", dir, isolation->ref});
-        rc != 0) {
+    int rc = 0;
+    {
+      RepoLock lock(isolation->repo);
+      rc = git(
+          {"-C", isolation->repo, "worktree", "add", "--detach", "--quiet", dir, isolation->ref});
+    }
+    if (rc != 0) {
       fmt::print(stderr, "rota: git worktree add {} {} failed (exit {})\n", dir, isolation->ref,
                  rc);
       return 125;

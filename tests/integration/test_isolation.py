@@ -57,6 +57,19 @@ def test_worktree_runs_at_the_ref_and_is_removed(rota, tmp_path):
     assert worktrees(repo) == [repo]
 
 
+# Several agents on one repository: worktree tasks that start and end beside each other all
+# get their worktree (git's add and remove of one repository do not mix: rota takes turns).
+def test_many_worktree_tasks_on_one_repository_at_once(rota_home, tmp_path):
+    rota = rota_home
+    rota.start(workers=4)
+    repo = make_repo(str(tmp_path / "repo"))
+    ids = [int(x) for x in rota.ok("add", "--stdin", "--worktree", repo,
+                                   input="cat README\n" * 60).split()]
+    assert rota.wait(*ids) == 0, [rota.log(i) for i in ids if rota.show(i)["state"] != "succeeded"]
+    assert {rota.log(i) for i in ids} == {"second\n"}
+    assert worktrees(repo) == [repo]
+
+
 def test_a_failed_worktree_is_kept_only_when_asked(rota, tmp_path):
     repo = make_repo(str(tmp_path / "repo"))
     kept = rota.add("--worktree", repo, "--keep-failed", "--shell", "echo wip > notes; exit 3")
