@@ -1002,10 +1002,12 @@ void Pool::detach() {
     for (auto& [id, w] : workers_) kill(-w->v.pid, SIGTERM);
   } else {
     // What this turn sent is not left behind: a claimed task's message must reach its worker
-    // for the worker to come back with it.
+    // for the worker to come back with it. Without waiting: a worker that reads nothing must
+    // not hold up the restart (its task then comes back as daemon_lost).
     for (auto& [id, w] : workers_) {
       if (w->writing || w->outbuf.empty()) continue;
       boost::system::error_code ignored;
+      w->socket.non_blocking(true, ignored);
       asio::write(w->socket, asio::buffer(w->outbuf), ignored);
     }
   }
