@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <map>
 #include <set>
 
 #include "api/json_scan.h"
@@ -94,6 +95,18 @@ namespace {
 
 // One field of a task spec.
 Status apply_field(TaskSpec& spec, const std::string& key, const json& v) {
+  // The fields that are durations ("90s" or milliseconds).
+  static const std::map<std::string, int64_t TaskSpec::*, std::less<>> kDurations = {
+      {"timeout", &TaskSpec::timeout_ms},
+      {"slow_after", &TaskSpec::slow_after_ms},
+      {"delay", &TaskSpec::delay_ms},
+      {"unique_for", &TaskSpec::unique_for_ms}};
+  if (auto it = kDurations.find(key); it != kDurations.end()) {
+    auto d = duration_field(v, key);
+    if (!d) return std::unexpected(d.error());
+    spec.*(it->second) = *d;
+    return {};
+  }
   try {
     if (key == "argv") {
       spec.command.argv = v.get<std::vector<std::string>>();
@@ -113,26 +126,10 @@ Status apply_field(TaskSpec& spec, const std::string& key, const json& v) {
       auto b = parse_backoff(v.get<std::string>());
       if (!b) return std::unexpected(b.error());
       spec.backoff = *b;
-    } else if (key == "timeout") {
-      auto d = duration_field(v, key);
-      if (!d) return std::unexpected(d.error());
-      spec.timeout_ms = *d;
-    } else if (key == "slow_after") {
-      auto d = duration_field(v, key);
-      if (!d) return std::unexpected(d.error());
-      spec.slow_after_ms = *d;
-    } else if (key == "delay") {
-      auto d = duration_field(v, key);
-      if (!d) return std::unexpected(d.error());
-      spec.delay_ms = *d;
     } else if (key == "labels") {
       spec.labels = v.get<Labels>();
     } else if (key == "unique") {
       spec.unique_key = v.get<std::string>();
-    } else if (key == "unique_for") {
-      auto d = duration_field(v, key);
-      if (!d) return std::unexpected(d.error());
-      spec.unique_for_ms = *d;
     } else if (key == "http") {
       auto http = http_from_json(v.dump());
       if (!http) return std::unexpected(http.error());
