@@ -70,7 +70,10 @@ class Committer {
   bool urgent_ = false;  // a kNow callback waits for this commit
   bool timer_armed_ = false;
   boost::asio::steady_timer timer_;
-  std::chrono::steady_clock::time_point last_commit_end_{};
+  // No commit yet: long enough ago that the first write is not held back (steady_clock counts
+  // from boot, which may be less than a gap ago).
+  std::chrono::steady_clock::time_point last_commit_end_ =
+      std::chrono::steady_clock::time_point::min();
   Status sticky_;
   std::vector<Callback> callbacks_;
   std::function<void()> before_commit_;
