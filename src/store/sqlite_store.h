@@ -5,6 +5,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "store/queue_heads.h"
 #include "store/sqlite_db.h"
 #include "store/store.h"
 
@@ -85,11 +86,16 @@ class SqliteStore final : public Store {
   static Status create(const std::string& path);
   Status migrate();
   Result<Task> read_task(Stmt& stmt);
-  // kSkip: without depends_on, for readers that do not need it (a claim).
-  enum class Deps { kRead, kSkip };
-  Result<std::vector<Task>> read_tasks(Stmt& stmt, Deps with = Deps::kRead);
+  // Reads every row of `stmt` with the task's dependencies.
+  Result<std::vector<Task>> read_tasks(Stmt& stmt);
   // Writes the events appended in this transaction, many rows per statement.
   Status flush_events();
+  // A statement from the cache, once the claims not yet written are: what every read and
+  // write but the claim's own and the attempt's end goes through.
+  Result<Stmt> prepare(const char* sql);
+  Status flush_claims();
+  Status read_ahead(std::string_view pool, const std::string& queue, size_t need);
+  Status requeued(int64_t id);
 
   std::string path_;
   std::unique_ptr<SqliteDb> db_;
@@ -97,6 +103,19 @@ class SqliteStore final : public Store {
   // Events appended inside a transaction, written before anything reads events and before the
   // commit (a message task makes two: one row each cost more than the task's own update).
   std::vector<Event> pending_events_;
+  // Claims are served from the queues' heads, read ahead (QueueHeads). A claim's row is
+  // written with its attempt's end when both fall in one transaction (most message tasks: one
+  // UPDATE instead of two), else before anything else reads or writes the store, and before
+  // the commit.
+  static constexpr size_t kReadAheadTasks = 1024;
+  static constexpr size_t kReadAheadBytes = 4 << 20;
+  QueueHeads heads_{kReadAheadTasks, kReadAheadBytes};
+  struct UnwrittenClaim {
+    int64_t worker = 0;
+    std::string token;
+    int64_t started_at_ms = 0;
+  };
+  std::unordered_map<int64_t, UnwrittenClaim> unwritten_claims_;
 };
 
 }  // namespace rota

@@ -246,6 +246,134 @@ TEST_F(SqliteStoreTest, ClaimsAndEndsInOneTransactionSurviveReopen) {
   EXPECT_EQ((*tried)[0].worker, 8);
 }
 
+// Claims are served from the queues' heads, read ahead: what changes a queue after a head was
+// read is claimed in its place. A task added with a higher priority goes first; one handed
+// back, retried or due again goes before younger ones; a cancelled one is never claimed.
+TEST_F(SqliteStoreTest, ClaimsSeeWhatChangedTheQueueAfterItsHeadWasRead) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  NewTask later = task("q", 0);
+  later.state = TaskState::kScheduled;
+  later.run_after_ms = 5000;
+  std::vector<NewTask> rows = {later, task("q", 0), task("q", 0), task("q", 0), task("q", 0)};
+  auto ids = store->insert_tasks(rows);
+  ASSERT_TRUE(ids);
+  int64_t scheduled = (*ids)[0];
+  std::vector<std::string> queues = {"q"};
+  auto claim_one = [&] {
+    auto t = store->claim(kCommandsPool, queues, 1, 7, "tok", 2000);
+    EXPECT_TRUE(t && t->size() <= 1);
+    return t && !t->empty() ? t->front().id : 0;
+  };
+  int64_t first = claim_one();
+  EXPECT_EQ(first, (*ids)[1]);
+
+  std::vector<NewTask> urgent = {task("q", 9)};
+  int64_t urgent_id = store->insert_tasks(urgent)->front();
+  EXPECT_EQ(claim_one(), urgent_id);
+
+  ASSERT_TRUE(store->finish_attempt({.task_id = first,
+                                     .attempt = 1,
+                                     .worker = 7,
+                                     .started_at_ms = 2000,
+                                     .to = TaskState::kQueued,
+                                     .outcome = Outcome::kFailed,
+                                     .finished_at_ms = 2100}));
+  EXPECT_EQ(claim_one(), first);
+
+  ASSERT_TRUE(store->move_task((*ids)[2], TaskState::kCancelled, 2200));
+  ASSERT_TRUE(store->move_task(scheduled, TaskState::kQueued, 2300));
+  EXPECT_EQ(claim_one(), scheduled);
+  EXPECT_EQ(claim_one(), (*ids)[3]);
+  EXPECT_EQ(claim_one(), (*ids)[4]);
+  EXPECT_EQ(claim_one(), 0);
+  ASSERT_TRUE(store->commit());
+  EXPECT_EQ((*store->get_task((*ids)[2]))->state, TaskState::kCancelled);
+  EXPECT_EQ((*store->get_task(first))->attempts, 2);
+}
+
+// A task that a retry puts back in line goes before younger tasks whose head was read.
+TEST_F(SqliteStoreTest, ARetriedTaskIsClaimedInItsPlace) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows = {task("q", 0), task("q", 0), task("q", 0)};
+  auto ids = store->insert_tasks(rows);
+  std::vector<std::string> queues = {"q"};
+  auto first = store->claim(kCommandsPool, queues, 1, 7, "tok", 2000);
+  ASSERT_TRUE(first && first->size() == 1);
+  ASSERT_TRUE(store->finish_attempt({.task_id = (*ids)[0],
+                                     .attempt = 1,
+                                     .worker = 7,
+                                     .started_at_ms = 2000,
+                                     .to = TaskState::kFailed,
+                                     .outcome = Outcome::kFailed,
+                                     .finished_at_ms = 2100}));
+  ASSERT_TRUE(store->retry_task((*ids)[0], TaskState::kQueued, 1));
+  auto again = store->claim(kCommandsPool, queues, 2, 7, "tok", 2200);
+  ASSERT_TRUE(again && again->size() == 2);
+  EXPECT_EQ(again->front().id, (*ids)[0]);
+  EXPECT_EQ(again->front().attempts, 2);
+  EXPECT_EQ((*again)[1].id, (*ids)[1]);
+  ASSERT_TRUE(store->commit());
+}
+
+// A task whose insert was rolled back (to the savepoint of its batch) is not claimed, even
+// though it would have gone first.
+TEST_F(SqliteStoreTest, ARolledBackTaskIsNotClaimed) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows = {task("q", 0), task("q", 0), task("q", 0)};
+  auto ids = store->insert_tasks(rows);
+  std::vector<std::string> queues = {"q"};
+  ASSERT_TRUE(store->claim(kCommandsPool, queues, 1, 7, "tok", 2000));
+  ASSERT_TRUE(store->savepoint());
+  std::vector<NewTask> urgent = {task("q", 9)};
+  ASSERT_TRUE(store->insert_tasks(urgent));
+  store->rollback_to_savepoint();
+  auto next = store->claim(kCommandsPool, queues, 5, 7, "tok", 2100);
+  ASSERT_TRUE(next);
+  std::vector<int64_t> claimed;
+  for (const Task& t : *next) claimed.push_back(t.id);
+  EXPECT_EQ(claimed, (std::vector<int64_t>{(*ids)[1], (*ids)[2]}));
+  ASSERT_TRUE(store->commit());
+}
+
+// A queue longer than what is read ahead at once is claimed whole, in order, each task once.
+TEST_F(SqliteStoreTest, ALongQueueIsClaimedInOrderOnce) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows(2500, task("q", 0));
+  auto ids = store->insert_tasks(rows);
+  ASSERT_TRUE(ids);
+  std::vector<std::string> queues = {"q"};
+  std::vector<int64_t> claimed;
+  for (;;) {
+    auto batch = store->claim(kCommandsPool, queues, 7, 1, "tok", 2000);
+    ASSERT_TRUE(batch);
+    if (batch->empty()) break;
+    for (const Task& t : *batch) {
+      claimed.push_back(t.id);
+      if (t.id % 3 == 0) continue;  // left running, written at a later read or the commit
+      ASSERT_TRUE(store->finish_attempt({.task_id = t.id,
+                                         .attempt = 1,
+                                         .worker = 1,
+                                         .started_at_ms = 2000,
+                                         .to = TaskState::kSucceeded,
+                                         .outcome = Outcome::kSucceeded,
+                                         .finished_at_ms = 2100}));
+    }
+  }
+  EXPECT_EQ(claimed, *ids);
+  ASSERT_TRUE(store->commit());
+  auto counts = store->count_tasks();
+  ASSERT_TRUE(counts);
+  std::map<TaskState, int64_t> by_state;
+  for (const auto& c : *counts) by_state[c.state] += c.count;
+  EXPECT_EQ(by_state[TaskState::kRunning], 2500 / 3);
+  EXPECT_EQ(by_state[TaskState::kSucceeded], 2500 - 2500 / 3);
+  EXPECT_EQ(by_state[TaskState::kQueued], 0);
+}
+
 // What reads the store in the transaction of a claim sees the claimed task running.
 TEST_F(SqliteStoreTest, AClaimIsSeenByReadsInItsTransaction) {
   auto store = open();
