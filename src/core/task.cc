@@ -89,6 +89,18 @@ const char* outcome_name(Outcome outcome) {
   return "failed";
 }
 
+void mark_running(Task& task, int64_t worker, const std::string& token, int64_t now_ms) {
+  task.state = TaskState::kRunning;
+  ++task.attempts;
+  task.worker = worker;
+  task.token = token;
+  task.started_at_ms = now_ms;
+  task.finished_at_ms = 0;
+  task.exit_code.reset();
+  task.signal.reset();
+  task.error.clear();
+}
+
 TaskState state_after_attempt(const Task& task, Outcome outcome) {
   if (outcome == Outcome::kSucceeded) return TaskState::kSucceeded;
   if (outcome == Outcome::kCancelled) return TaskState::kCancelled;

@@ -164,6 +164,10 @@ struct Attempt {
   std::string error;
 };
 
+// What a claim makes of a queued task: running on `worker` with `token` since `now_ms`, with one
+// attempt more, and nothing left of its last attempt's end.
+void mark_running(Task& task, int64_t worker, const std::string& token, int64_t now_ms);
+
 // The state a task enters when an attempt ends with `outcome`, given its attempts so far.
 TaskState state_after_attempt(const Task& task, Outcome outcome);
 

@@ -58,26 +58,40 @@ void Committer::flush() {
     timer_armed_ = false;
     timer_.cancel();
   }
+  auto waiting = urgent_ ? Store::Waiting::kSomeone : Store::Waiting::kNobody;
   urgent_ = false;
-  if (open_) {
-    open_ = false;
-    auto start = std::chrono::steady_clock::now();
-    if (auto r = store_.commit(); !r) {
-      store_.rollback();
-      sticky_ = std::unexpected(
-          Error{Code::kUnavailable, "the store failed to commit (" + r.error().message + ")", {}});
-      spdlog::error("store: commit failed: {}; no new work is acknowledged", r.error().message);
-    }
-    last_commit_us_ = std::chrono::duration_cast<std::chrono::microseconds>(
-                          std::chrono::steady_clock::now() - start)
-                          .count();
-    ++commits_;
-    if (observer_) observer_(static_cast<double>(last_commit_us_) / 1e6);
-    last_commit_end_ = std::chrono::steady_clock::now();
-  }
   auto callbacks = std::move(callbacks_);
   callbacks_.clear();
-  for (auto& callback : callbacks) callback(sticky_);
+  auto run = [this](std::vector<Callback>& callbacks) {
+    for (auto& callback : callbacks) callback(sticky_);
+  };
+  if (!open_) {
+    // Nothing to commit: the callbacks still come after those of the commits before them.
+    store_.after_pending([run, callbacks = std::move(callbacks)]() mutable { run(callbacks); });
+    return;
+  }
+  open_ = false;
+  auto start = std::chrono::steady_clock::now();
+  store_.commit_async(
+      [this, start, run, callbacks = std::move(callbacks)](const Status& committed) mutable {
+        if (!committed && sticky_) {
+          sticky_ = std::unexpected(
+              Error{Code::kUnavailable,
+                    "the store failed to commit (" + committed.error().message + ")",
+                    {}});
+          spdlog::error("store: commit failed: {}; no new work is acknowledged",
+                        committed.error().message);
+        }
+        last_commit_us_ = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - start)
+                              .count();
+        ++commits_;
+        if (observer_) observer_(static_cast<double>(last_commit_us_) / 1e6);
+        run(callbacks);
+      },
+      waiting);
+  // The end of the commit, or of handing it over to the store's thread.
+  last_commit_end_ = std::chrono::steady_clock::now();
 }
 
 }  // namespace rota

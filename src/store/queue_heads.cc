@@ -42,12 +42,49 @@ void QueueHeads::pop_back(Head& head) {
   head.tasks.pop_back();
 }
 
-void QueueHeads::replace(const std::string& pool, const std::string& queue,
-                         std::vector<Task> tasks) {
+void QueueHeads::replace(const std::string& pool, const std::string& queue, std::vector<Task> tasks,
+                         bool whole) {
   Key key(pool, queue);
   Head& head = heads_[key];
   while (!head.tasks.empty()) pop_back(head);
   for (Task& t : tasks) push(head, key, head.tasks.end(), std::move(t));
+  head.whole = whole;
+  ++head.changes;
+}
+
+bool QueueHeads::whole(std::string_view pool, std::string_view queue) const {
+  const Head* head = find(pool, queue);
+  return head && head->whole;
+}
+
+void QueueHeads::grew(std::string_view pool, std::string_view queue) {
+  if (auto it = heads_.find(Key(pool, queue)); it != heads_.end()) {
+    it->second.whole = false;
+    ++it->second.growths;
+  }
+}
+
+QueueHeads::Mark QueueHeads::mark(std::string_view pool, std::string_view queue) const {
+  const Head* head = find(pool, queue);
+  return head ? Mark{head->changes, head->growths} : Mark{};
+}
+
+std::optional<std::pair<int, int64_t>> QueueHeads::last(std::string_view pool,
+                                                        std::string_view queue) const {
+  const Head* head = find(pool, queue);
+  if (!head || head->tasks.empty()) return std::nullopt;
+  return std::pair{head->tasks.back().priority, head->tasks.back().id};
+}
+
+bool QueueHeads::append(const std::string& pool, const std::string& queue, Mark at,
+                        std::vector<Task> more, bool whole) {
+  auto it = heads_.find(Key(pool, queue));
+  if (it == heads_.end() || it->second.changes != at.changes) return false;
+  Head& head = it->second;
+  for (Task& t : more) push(head, it->first, head.tasks.end(), std::move(t));
+  // A task that joined after the mark is after the head's end, and not in what was read.
+  head.whole = whole && head.growths == at.growths;
+  return true;
 }
 
 bool QueueHeads::sorts_into(std::string_view pool, std::string_view queue, int priority,
@@ -61,6 +98,7 @@ void QueueHeads::insert(Task task) {
   Head& head = heads_[key];
   auto at = std::upper_bound(head.tasks.begin(), head.tasks.end(), task, claimed_before);
   push(head, key, at, std::move(task));
+  ++head.changes;
   // What is cut off the end is still queued in the store: the next read ahead finds it.
   while (head.tasks.size() > 1 && (head.tasks.size() > max_tasks_ || head.bytes > max_bytes_)) {
     pop_back(head);
@@ -78,6 +116,7 @@ bool QueueHeads::erase(int64_t id) {
     head.bytes -= task_footprint(*it);
     head.tasks.erase(it);
   }
+  ++head.changes;
   return true;
 }
 

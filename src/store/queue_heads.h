@@ -10,8 +10,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,9 +37,15 @@ class QueueHeads {
   size_t max_bytes() const { return max_bytes_; }
   // How many tasks the head of (pool, queue) holds; 0 when none is held.
   size_t size(std::string_view pool, std::string_view queue) const;
-  // Holds `tasks` as the head of (pool, queue), replacing what it held.
+  // Holds `tasks` as the head of (pool, queue), replacing what it held; `whole`: they are
+  // all the queue holds.
   // REQUIRES: `tasks` are the queue's first queued tasks, in claim order.
-  void replace(const std::string& pool, const std::string& queue, std::vector<Task> tasks);
+  void replace(const std::string& pool, const std::string& queue, std::vector<Task> tasks,
+               bool whole);
+  // Whether the head holds its whole queue: then nothing follows it to be read.
+  bool whole(std::string_view pool, std::string_view queue) const;
+  // A task joined the queue after the head's end (one that sorts into it goes in instead).
+  void grew(std::string_view pool, std::string_view queue);
   // Whether a task that has just become queued belongs in a held head: it sorts before the
   // head's last task. One that sorts after it is read with the rest of the queue later.
   bool sorts_into(std::string_view pool, std::string_view queue, int priority, int64_t id) const;
@@ -49,6 +57,20 @@ class QueueHeads {
   bool erase(int64_t id);
   // Takes up to `limit` of the best tasks across the heads of `queues`.
   std::vector<Task> take(std::string_view pool, std::span<const std::string> queues, size_t limit);
+
+  // A read of the tasks that follow a head, made while claims go on: note the head's mark
+  // and last task when the read is asked for, and append what it read once it comes. False,
+  // and the head unchanged, if anything but a claim changed the head since the mark.
+  struct Mark {
+    uint64_t changes = 0;
+    uint64_t growths = 0;
+  };
+  Mark mark(std::string_view pool, std::string_view queue) const;
+  // The last task of the head as (priority, id): where a read of what follows starts. None
+  // if no head is held, or it is empty.
+  std::optional<std::pair<int, int64_t>> last(std::string_view pool, std::string_view queue) const;
+  bool append(const std::string& pool, const std::string& queue, Mark at, std::vector<Task> more,
+              bool whole);
   void clear();
   bool empty() const { return heads_.empty(); }
 
@@ -57,6 +79,9 @@ class QueueHeads {
   struct Head {
     std::deque<Task> tasks;
     size_t bytes = 0;
+    uint64_t changes = 0;  // inserts, erases and replacements so far
+    uint64_t growths = 0;  // tasks that joined the queue after the head's end
+    bool whole = false;
   };
   const Head* find(std::string_view pool, std::string_view queue) const;
   void push(Head& head, const Key& key, std::deque<Task>::iterator at, Task task);

@@ -27,8 +27,8 @@ const std::vector<std::string> kQ = {"q"};
 // first, then the oldest.
 TEST(QueueHeads, TakesTheBestAcrossQueues) {
   QueueHeads heads(100, 1 << 20);
-  heads.replace("p", "a", {queued(1, 5, "a"), queued(4, 0, "a")});
-  heads.replace("p", "b", {queued(2, 5, "b"), queued(3, 1, "b")});
+  heads.replace("p", "a", {queued(1, 5, "a"), queued(4, 0, "a")}, false);
+  heads.replace("p", "b", {queued(2, 5, "b"), queued(3, 1, "b")}, false);
   std::vector<std::string> both = {"a", "b"};
   EXPECT_EQ(ids(heads.take("p", both, 3)), (std::vector<int64_t>{1, 2, 3}));
   EXPECT_EQ(ids(heads.take("p", both, 3)), (std::vector<int64_t>{4}));
@@ -41,7 +41,7 @@ TEST(QueueHeads, TakesTheBestAcrossQueues) {
 TEST(QueueHeads, ATaskBelongsInAHeadOnlyBeforeItsEnd) {
   QueueHeads heads(100, 1 << 20);
   EXPECT_FALSE(heads.sorts_into("p", "q", 9, 1));  // no head held
-  heads.replace("p", "q", {queued(10, 1), queued(20, 1)});
+  heads.replace("p", "q", {queued(10, 1), queued(20, 1)}, false);
   EXPECT_TRUE(heads.sorts_into("p", "q", 2, 30));   // higher priority
   EXPECT_TRUE(heads.sorts_into("p", "q", 1, 15));   // older, same priority
   EXPECT_FALSE(heads.sorts_into("p", "q", 1, 30));  // newer, same priority
@@ -56,7 +56,7 @@ TEST(QueueHeads, ATaskBelongsInAHeadOnlyBeforeItsEnd) {
 // the store), and beyond its bytes while it holds more than one.
 TEST(QueueHeads, AHeadStaysWithinItsBounds) {
   QueueHeads heads(3, 1 << 20);
-  heads.replace("p", "q", {queued(1, 0), queued(2, 0), queued(3, 0)});
+  heads.replace("p", "q", {queued(1, 0), queued(2, 0), queued(3, 0)}, false);
   heads.insert(queued(9, 1));
   EXPECT_EQ(heads.size("p", "q"), 3u);
   EXPECT_FALSE(heads.erase(3));  // cut off: no longer held
@@ -64,7 +64,7 @@ TEST(QueueHeads, AHeadStaysWithinItsBounds) {
 
   std::string big(1000, 'x');
   QueueHeads small(100, sizeof(Task) * 2 + 1500);
-  small.replace("p", "q", {queued(1, 0, "q", big)});
+  small.replace("p", "q", {queued(1, 0, "q", big)}, false);
   small.insert(queued(0, 0, "q", big));
   EXPECT_EQ(ids(small.take("p", kQ, 10)), (std::vector<int64_t>{0}));
 }
@@ -72,7 +72,7 @@ TEST(QueueHeads, AHeadStaysWithinItsBounds) {
 // A task taken out of its queue some other way (cancelled) is no longer handed out.
 TEST(QueueHeads, AnErasedTaskIsNotTaken) {
   QueueHeads heads(100, 1 << 20);
-  heads.replace("p", "q", {queued(1, 0), queued(2, 0), queued(3, 0)});
+  heads.replace("p", "q", {queued(1, 0), queued(2, 0), queued(3, 0)}, false);
   EXPECT_TRUE(heads.erase(2));
   EXPECT_FALSE(heads.erase(2));
   EXPECT_EQ(ids(heads.take("p", kQ, 10)), (std::vector<int64_t>{1, 3}));
@@ -82,10 +82,36 @@ TEST(QueueHeads, AnErasedTaskIsNotTaken) {
 // Replacing a head forgets what it held before.
 TEST(QueueHeads, ReplaceForgetsTheOldHead) {
   QueueHeads heads(100, 1 << 20);
-  heads.replace("p", "q", {queued(1, 0), queued(2, 0)});
-  heads.replace("p", "q", {queued(2, 0), queued(3, 0)});
+  heads.replace("p", "q", {queued(1, 0), queued(2, 0)}, false);
+  heads.replace("p", "q", {queued(2, 0), queued(3, 0)}, false);
   EXPECT_FALSE(heads.erase(1));
   EXPECT_EQ(ids(heads.take("p", kQ, 10)), (std::vector<int64_t>{2, 3}));
+}
+
+// What was read after a head's end while claims went on is appended to it, unless anything but
+// a claim changed the head meanwhile. A head that holds its whole queue stops being whole when
+// a task joins the queue after its end, even one that joins while a read is under way.
+TEST(QueueHeads, AReadOfWhatFollowsIsAppendedUnlessTheHeadChanged) {
+  QueueHeads heads(100, 1 << 20);
+  heads.replace("p", "q", {queued(1, 0), queued(2, 0)}, false);
+  auto at = heads.mark("p", "q");
+  EXPECT_EQ(heads.last("p", "q"), (std::pair<int, int64_t>{0, 2}));
+  EXPECT_EQ(ids(heads.take("p", kQ, 1)), (std::vector<int64_t>{1}));
+  EXPECT_TRUE(heads.append("p", "q", at, {queued(3, 0), queued(4, 0)}, true));
+  EXPECT_TRUE(heads.whole("p", "q"));
+  heads.grew("p", "q");
+  EXPECT_FALSE(heads.whole("p", "q"));
+
+  at = heads.mark("p", "q");
+  heads.grew("p", "q");  // joined while the read was under way: not in what it read
+  EXPECT_TRUE(heads.append("p", "q", at, {queued(5, 0)}, true));
+  EXPECT_FALSE(heads.whole("p", "q"));
+
+  at = heads.mark("p", "q");
+  heads.insert(queued(9, 7));
+  EXPECT_FALSE(heads.append("p", "q", at, {queued(6, 0)}, true));
+  EXPECT_EQ(ids(heads.take("p", kQ, 10)), (std::vector<int64_t>{9, 2, 3, 4, 5}));
+  EXPECT_FALSE(heads.last("p", "q"));
 }
 
 }  // namespace

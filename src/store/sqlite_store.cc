@@ -127,7 +127,7 @@ Status SqliteStore::migrate() {
   TRY(db_->exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"));
   int version = 0;
   {
-    auto stmt = prepare("SELECT value FROM meta WHERE key = 'schema_version'");
+    auto stmt = db_->prepare("SELECT value FROM meta WHERE key = 'schema_version'");
     if (!stmt) return std::unexpected(stmt.error());
     if (stmt->step() == SQLITE_ROW) version = std::stoi(stmt->text(0));
   }
@@ -138,7 +138,7 @@ Status SqliteStore::migrate() {
       db_->exec("ROLLBACK");
       return std::unexpected(r.error());
     }
-    auto stmt = prepare(
+    auto stmt = db_->prepare(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?1) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
     if (!stmt) return std::unexpected(stmt.error());
@@ -151,26 +151,20 @@ Status SqliteStore::migrate() {
 
 Status SqliteStore::begin() { return db_->run("BEGIN IMMEDIATE"); }
 Status SqliteStore::commit() {
-  TRY(flush_claims());
   TRY(flush_events());
   return db_->run("COMMIT");
 }
 void SqliteStore::rollback() {
-  unwritten_claims_.clear();
   pending_events_.clear();
-  heads_.clear();  // they may hold tasks that are gone with the transaction
   (void)db_->exec("ROLLBACK");
 }
 Status SqliteStore::savepoint() {
-  // So that a rollback to the savepoint takes back only later ones.
-  TRY(flush_claims());
-  TRY(flush_events());
+  TRY(flush_events());  // so that a rollback to the savepoint takes back only later ones
   return db_->exec("SAVEPOINT op");
 }
 Status SqliteStore::release_savepoint() { return db_->exec("RELEASE op"); }
 void SqliteStore::rollback_to_savepoint() {
   pending_events_.clear();
-  heads_.clear();
   (void)db_->exec("ROLLBACK TO op");
   (void)db_->exec("RELEASE op");
   // An environment interned since the savepoint is gone again, and its id will be reused.
@@ -181,7 +175,7 @@ Result<int64_t> SqliteStore::intern_env(const Env& env) {
   std::string vars = json(env).dump();
   if (auto it = env_ids_.find(vars); it != env_ids_.end()) return it->second;
   {
-    auto find = prepare("SELECT id FROM envs WHERE vars = ?1");
+    auto find = db_->prepare("SELECT id FROM envs WHERE vars = ?1");
     if (!find) return std::unexpected(find.error());
     find->bind(1, vars);
     if (find->step() == SQLITE_ROW) {
@@ -190,7 +184,7 @@ Result<int64_t> SqliteStore::intern_env(const Env& env) {
       return id;
     }
   }
-  auto insert = prepare("INSERT INTO envs (vars) VALUES (?1)");
+  auto insert = db_->prepare("INSERT INTO envs (vars) VALUES (?1)");
   if (!insert) return std::unexpected(insert.error());
   insert->bind(1, vars);
   if (insert->step() != SQLITE_DONE) return std::unexpected(db_->error("intern env"));
@@ -202,7 +196,7 @@ Result<int64_t> SqliteStore::intern_env(const Env& env) {
 }
 
 Result<Env> SqliteStore::get_env(int64_t env_id) {
-  auto stmt = prepare("SELECT vars FROM envs WHERE id = ?1");
+  auto stmt = db_->prepare("SELECT vars FROM envs WHERE id = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, env_id);
   if (stmt->step() != SQLITE_ROW) {
@@ -343,15 +337,8 @@ Result<std::vector<int64_t>> SqliteStore::insert_tasks(std::span<const NewTask> 
         for (size_t r = 0; r < rows; ++r) ids.push_back(last - static_cast<int64_t>(rows - 1 - r));
       }));
   for (size_t i = 0; i < tasks.size(); ++i) {
-    const NewTask& t = tasks[i];
-    if (t.state == TaskState::kQueued &&
-        heads_.sorts_into(t.spec.pool, t.spec.queue, t.spec.priority, ids[i])) {
-      TRY(requeued(ids[i]));
-    }
-  }
-  for (size_t i = 0; i < tasks.size(); ++i) {
     for (int64_t dep : tasks[i].spec.after) {
-      auto stmt = prepare("INSERT OR IGNORE INTO task_deps (task_id, dep_id) VALUES (?1, ?2)");
+      auto stmt = db_->prepare("INSERT OR IGNORE INTO task_deps (task_id, dep_id) VALUES (?1, ?2)");
       if (!stmt) return std::unexpected(stmt.error());
       stmt->bind(1, ids[i]).bind(2, dep);
       if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("insert dependency"));
@@ -420,7 +407,7 @@ Result<std::vector<Task>> SqliteStore::read_tasks(Stmt& stmt) {
   }
   if (rc != SQLITE_DONE) return std::unexpected(db_->error("read tasks"));
   for (Task& t : tasks) {
-    auto deps = prepare("SELECT dep_id FROM task_deps WHERE task_id = ?1 ORDER BY dep_id");
+    auto deps = db_->prepare("SELECT dep_id FROM task_deps WHERE task_id = ?1 ORDER BY dep_id");
     if (!deps) return std::unexpected(deps.error());
     deps->bind(1, t.id);
     while (deps->step() == SQLITE_ROW) t.depends_on.push_back(deps->int64(0));
@@ -430,7 +417,7 @@ Result<std::vector<Task>> SqliteStore::read_tasks(Stmt& stmt) {
 
 Result<std::optional<Task>> SqliteStore::get_task(int64_t id) {
   static const std::string sql = fmt::format("SELECT {} FROM tasks WHERE id = ?1", kTaskColumns);
-  auto stmt = prepare(sql.c_str());
+  auto stmt = db_->prepare(sql.c_str());
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, id);
   auto tasks = read_tasks(*stmt);
@@ -458,7 +445,7 @@ Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
                                                         sql("schedule = ?7 AND ", true)};
   bool newest = f.order == TaskFilter::Order::kNewestFirst;
   int scope = f.batch_id ? 1 : !f.schedule.empty() ? 2 : 0;
-  auto stmt = prepare(statements[scope * 2 + (newest ? 1 : 0)].c_str());
+  auto stmt = db_->prepare(statements[scope * 2 + (newest ? 1 : 0)].c_str());
   if (!stmt) return std::unexpected(stmt.error());
   if (f.batch_id) stmt->bind(7, f.batch_id);
   if (!f.batch_id && !f.schedule.empty()) stmt->bind(7, f.schedule);
@@ -472,7 +459,7 @@ Result<std::vector<Task>> SqliteStore::list_tasks(const TaskFilter& f) {
 }
 
 Result<std::vector<Attempt>> SqliteStore::list_attempts(int64_t task_id) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT number, worker, started_at_ms, finished_at_ms, outcome, exit_code, signal, error "
       "FROM attempts WHERE task_id = ?1 "
       // The running attempt lives in the task's row until it ends, and one that succeeded
@@ -509,7 +496,7 @@ Result<std::vector<std::pair<int64_t, TaskState>>> SqliteStore::task_states(
     std::span<const int64_t> ids) {
   std::vector<std::pair<int64_t, TaskState>> states;
   for (int64_t id : ids) {
-    auto stmt = prepare("SELECT state FROM tasks WHERE id = ?1");
+    auto stmt = db_->prepare("SELECT state FROM tasks WHERE id = ?1");
     if (!stmt) return std::unexpected(stmt.error());
     stmt->bind(1, id);
     if (stmt->step() == SQLITE_ROW) {
@@ -524,97 +511,99 @@ Result<std::vector<Task>> SqliteStore::claim(std::string_view pool,
                                              std::span<const std::string> queues, int limit,
                                              int64_t worker, const std::string& token,
                                              int64_t now_ms) {
-  // The best `limit` tasks across the queues' heads, each head read ahead when it holds fewer.
-  // A claimed task is written as running with its attempt's end, or before anything reads the
-  // store; the attempt gets a row in `attempts` only if it does not succeed (finish_attempt).
-  auto need = static_cast<size_t>(std::max(limit, 0));
+  // Up to `limit` heads of each queue, then the best win. The attempt itself gets its row in
+  // `attempts` when it ends, and only if it does not succeed (finish_attempt).
+  auto n = static_cast<size_t>(std::max(limit, 0));
+  std::vector<Task> tasks;
   for (const std::string& queue : queues) {
-    if (heads_.size(pool, queue) < need) TRY(read_ahead(pool, queue, need));
+    auto head = queued_head(pool, queue, n, n, SIZE_MAX);
+    if (!head) return std::unexpected(head.error());
+    std::move(head->begin(), head->end(), std::back_inserter(tasks));
   }
-  std::vector<Task> tasks = heads_.take(pool, queues, need);
+  if (queues.size() > 1) {
+    std::sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
+      return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+    });
+  }
+  if (tasks.size() > n) tasks.resize(n);
   for (Task& t : tasks) {
-    unwritten_claims_.insert_or_assign(t.id, UnwrittenClaim{worker, token, now_ms});
-    t.state = TaskState::kRunning;
-    ++t.attempts;
-    t.worker = worker;
-    t.token = token;
-    t.started_at_ms = now_ms;
-    t.finished_at_ms = 0;
-    t.exit_code.reset();
-    t.signal.reset();
-    t.error.clear();
+    TRY(write_claim(t.id, worker, token, now_ms));
+    mark_running(t, worker, token, now_ms);
   }
-  // Outside a transaction there is no later point to write them at.
-  if (!db_->in_transaction()) TRY(flush_claims());
   return tasks;
 }
 
-// Reads the first queued tasks of the queue (one index range: tasks_claim), at least `need`
-// and as many more as the heads hold. Claims not yet written still read as queued: they are
-// written first.
-Status SqliteStore::read_ahead(std::string_view pool, const std::string& queue, size_t need) {
+Result<std::vector<Task>> SqliteStore::queued_head(std::string_view pool, const std::string& queue,
+                                                   size_t need, size_t max_tasks,
+                                                   size_t max_bytes) {
+  // One index range (tasks_claim); without dependencies: a queued task's are met.
   static const std::string sql = fmt::format(
       "SELECT {} FROM tasks WHERE state = 'queued' AND pool = ?1 AND queue = ?2 "
       "ORDER BY priority DESC, id LIMIT ?3",
       kTaskColumns);
-  TRY(flush_claims());
   auto stmt = db_->prepare(sql.c_str());
   if (!stmt) return std::unexpected(stmt.error());
-  stmt->bind(1, pool).bind(2, queue);
-  stmt->bind(3, static_cast<int64_t>(std::max(need, heads_.max_tasks())));
+  stmt->bind(1, pool).bind(2, queue).bind(3, static_cast<int64_t>(std::max(need, max_tasks)));
+  return read_head(*stmt, need, max_bytes);
+}
+
+Result<std::vector<Task>> SqliteStore::read_head(Stmt& stmt, size_t need, size_t max_bytes) {
   std::vector<Task> tasks;
   size_t bytes = 0;
   int rc;
-  while ((rc = stmt->step()) == SQLITE_ROW) {
-    auto task = read_task(*stmt);  // without dependencies: a queued task's are met
+  while ((rc = stmt.step()) == SQLITE_ROW) {
+    auto task = read_task(stmt);
     if (!task) return std::unexpected(task.error());
     bytes += task_footprint(*task);
     tasks.push_back(std::move(*task));
-    if (tasks.size() >= need && bytes >= heads_.max_bytes()) break;
+    if (tasks.size() >= need && bytes >= max_bytes) break;
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return std::unexpected(db_->error("claim"));
-  heads_.replace(std::string(pool), queue, std::move(tasks));
+  return tasks;
+}
+
+Result<std::vector<Task>> SqliteStore::queued_after(std::string_view pool, const std::string& queue,
+                                                    int priority, int64_t id, size_t max_tasks,
+                                                    size_t max_bytes) {
+  // From the start of the queue's index range, but what lies before the position is skipped in
+  // the index: only the rows after it are read.
+  static const std::string sql = fmt::format(
+      "SELECT {} FROM tasks WHERE state = 'queued' AND pool = ?1 AND queue = ?2 "
+      "AND (priority < ?3 OR (priority = ?3 AND id > ?4)) "
+      "ORDER BY priority DESC, id LIMIT ?5",
+      kTaskColumns);
+  auto stmt = db_->prepare(sql.c_str());
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, pool).bind(2, queue).bind(3, int64_t{priority}).bind(4, id);
+  stmt->bind(5, static_cast<int64_t>(max_tasks));
+  return read_head(*stmt, 0, max_bytes);
+}
+
+Status SqliteStore::write_claim(int64_t id, int64_t worker, const std::string& token,
+                                int64_t started_at_ms) {
+  auto stmt = db_->prepare(
+      "UPDATE tasks SET state = 'running', attempts = attempts + 1, worker = ?2, token = ?3, "
+      "started_at_ms = ?4, finished_at_ms = NULL, exit_code = NULL, signal = NULL, "
+      "error = NULL WHERE id = ?1");
+  if (!stmt) return std::unexpected(stmt.error());
+  stmt->bind(1, id).bind(2, worker).bind_static(3, token).bind(4, started_at_ms);
+  if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("claim"));
   return {};
 }
 
-// A task that was not queued is now (due, released, retried, handed back): if it goes before
-// the end of its queue's head, the head takes it.
-Status SqliteStore::requeued(int64_t id) {
-  if (heads_.empty()) return {};
-  auto task = get_task(id);
-  if (!task) return std::unexpected(task.error());
-  if (*task && heads_.sorts_into((*task)->pool, (*task)->queue, (*task)->priority, id)) {
-    (*task)->depends_on.clear();  // as the heads are read
-    heads_.insert(std::move(**task));
-  }
-  return {};
-}
-
-Status SqliteStore::flush_claims() {
-  if (unwritten_claims_.empty()) return {};
-  auto claims = std::move(unwritten_claims_);
-  unwritten_claims_.clear();
-  for (const auto& [id, c] : claims) {
-    auto stmt = db_->prepare(
-        "UPDATE tasks SET state = 'running', attempts = attempts + 1, worker = ?2, token = ?3, "
-        "started_at_ms = ?4, finished_at_ms = NULL, exit_code = NULL, signal = NULL, "
-        "error = NULL WHERE id = ?1");
-    if (!stmt) return std::unexpected(stmt.error());
-    stmt->bind(1, id).bind(2, c.worker).bind_static(3, c.token).bind(4, c.started_at_ms);
-    if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("claim"));
-  }
-  return {};
-}
-
-Result<Stmt> SqliteStore::prepare(const char* sql) {
-  if (!unwritten_claims_.empty()) TRY(flush_claims());
-  return db_->prepare(sql);
+Status SqliteStore::cap_growth(int64_t pages) {
+  auto count = db_->prepare("PRAGMA page_count");
+  if (!count) return std::unexpected(count.error());
+  if (count->step() != SQLITE_ROW) return std::unexpected(db_->error("page count"));
+  std::string cap = fmt::format("PRAGMA max_page_count = {}", count->int64(0) + pages);
+  count->step();
+  return db_->exec(cap.c_str());
 }
 
 Status SqliteStore::finish_attempt(const AttemptEnd& e) {
   {
-    // Handing an attempt back (running -> queued) does not count it against the task. An
-    // attempt claimed in this transaction writes its claim here too (?11: 1, ?12, ?13).
+    // Handing an attempt back (running -> queued) does not count it against the task. A claim
+    // not written yet is written here too (?11: 1, ?12, ?13).
     auto stmt = db_->prepare(
         "UPDATE tasks SET state = ?2, exit_code = ?3, signal = ?4, error = ?5, "
         "token = NULL, run_after_ms = ?6, "
@@ -626,13 +615,7 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
         "attempts = attempts + ?11, worker = CASE WHEN ?11 THEN ?12 ELSE worker END "
         "WHERE id = ?1");
     if (!stmt) return std::unexpected(stmt.error());
-    if (auto claim = unwritten_claims_.find(e.task_id); claim == unwritten_claims_.end()) {
-      stmt->bind(11, int64_t{0}).bind_null(12).bind_null(13);
-    } else {
-      stmt->bind(11, int64_t{1}).bind(12, claim->second.worker);
-      stmt->bind(13, claim->second.started_at_ms);
-      unwritten_claims_.erase(claim);
-    }
+    stmt->bind(11, int64_t{e.claim_unwritten}).bind(12, e.worker).bind(13, e.started_at_ms);
     bool terminal = is_terminal(e.to);
     stmt->bind(1, e.task_id).bind(2, state_name(e.to)).bind(3, e.exit_code).bind(4, e.signal);
     if (e.error.empty()) {
@@ -651,7 +634,6 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
   }
   // The attempt that succeeds stays in the task's row (as the running attempt did), read from
   // there by list_attempts and attempts_since: most tasks never get an attempts row.
-  if (e.to == TaskState::kQueued) TRY(requeued(e.task_id));
   if (e.outcome == Outcome::kSucceeded && !e.handed_back) return {};
   // REPLACE: a store written by an older rota has a row for an attempt from its start.
   auto stmt = db_->prepare(
@@ -667,21 +649,19 @@ Status SqliteStore::finish_attempt(const AttemptEnd& e) {
 }
 
 Status SqliteStore::move_task(int64_t id, TaskState to, int64_t now_ms) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "UPDATE tasks SET state = ?2, finished_at_ms = CASE WHEN ?3 THEN ?4 ELSE NULL END "
       "WHERE id = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, id).bind(2, state_name(to)).bind(3, int64_t{is_terminal(to)}).bind(4, now_ms);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("move task"));
-  heads_.erase(id);  // a queued task that was cancelled, say
-  if (to == TaskState::kQueued) TRY(requeued(id));
   return {};
 }
 
 Status SqliteStore::retry_task(int64_t id, TaskState to, int extra_attempts) {
   {
     // The attempt that succeeded leaves the task's row for a row of its own.
-    auto keep = prepare(
+    auto keep = db_->prepare(
         "INSERT OR IGNORE INTO attempts (task_id, number, worker, started_at_ms, finished_at_ms, "
         "outcome, exit_code, signal, error) SELECT id, attempts, coalesce(worker, 0), "
         "started_at_ms, finished_at_ms, 'succeeded', exit_code, signal, error FROM tasks "
@@ -690,19 +670,18 @@ Status SqliteStore::retry_task(int64_t id, TaskState to, int extra_attempts) {
     keep->bind(1, id);
     if (keep->step() != SQLITE_DONE) return std::unexpected(db_->error("retry task"));
   }
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "UPDATE tasks SET state = ?2, max_attempts = attempts + ?3, exit_code = NULL, "
       "signal = NULL, error = NULL, started_at_ms = NULL, finished_at_ms = NULL, "
       "run_after_ms = 0 WHERE id = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, id).bind(2, state_name(to)).bind(3, int64_t{extra_attempts});
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("retry task"));
-  if (to == TaskState::kQueued) TRY(requeued(id));
   return {};
 }
 
 Result<std::vector<int64_t>> SqliteStore::due_tasks(int64_t now_ms, int limit) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT id FROM tasks WHERE state = 'scheduled' AND run_after_ms <= ?1 "
       "ORDER BY run_after_ms LIMIT ?2");
   if (!stmt) return std::unexpected(stmt.error());
@@ -713,14 +692,14 @@ Result<std::vector<int64_t>> SqliteStore::due_tasks(int64_t now_ms, int limit) {
 }
 
 Result<std::optional<int64_t>> SqliteStore::next_run_after() {
-  auto stmt = prepare("SELECT min(run_after_ms) FROM tasks WHERE state = 'scheduled'");
+  auto stmt = db_->prepare("SELECT min(run_after_ms) FROM tasks WHERE state = 'scheduled'");
   if (!stmt) return std::unexpected(stmt.error());
   if (stmt->step() != SQLITE_ROW || stmt->is_null(0)) return std::optional<int64_t>();
   return std::optional<int64_t>(stmt->int64(0));
 }
 
 Result<std::vector<std::pair<int64_t, TaskState>>> SqliteStore::dependents(int64_t id) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT t.id, t.state FROM task_deps d JOIN tasks t ON t.id = d.task_id "
       "WHERE d.dep_id = ?1 ORDER BY t.id");
   if (!stmt) return std::unexpected(stmt.error());
@@ -733,7 +712,7 @@ Result<std::vector<std::pair<int64_t, TaskState>>> SqliteStore::dependents(int64
 }
 
 Result<std::vector<TaskState>> SqliteStore::dependency_states(int64_t id) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT t.state FROM task_deps d JOIN tasks t ON t.id = d.dep_id WHERE d.task_id = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, id);
@@ -752,14 +731,15 @@ Result<std::vector<Task>> SqliteStore::tasks_in_state(TaskState state) {
   static const std::string sql =
       fmt::format("SELECT {} FROM tasks WHERE state = ?1 ORDER BY id", kTaskColumns);
   bool running = state == TaskState::kRunning;
-  auto stmt = prepare(running ? running_sql.c_str() : sql.c_str());
+  auto stmt = db_->prepare(running ? running_sql.c_str() : sql.c_str());
   if (!stmt) return std::unexpected(stmt.error());
   if (!running) stmt->bind(1, state_name(state));
   return read_tasks(*stmt);
 }
 
 Result<std::vector<QueueStateCount>> SqliteStore::count_tasks() {
-  auto stmt = prepare("SELECT pool, queue, state, count(*) FROM tasks GROUP BY pool, queue, state");
+  auto stmt =
+      db_->prepare("SELECT pool, queue, state, count(*) FROM tasks GROUP BY pool, queue, state");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<QueueStateCount> out;
   while (stmt->step() == SQLITE_ROW) {
@@ -773,7 +753,7 @@ Result<std::vector<QueueStateCount>> SqliteStore::count_tasks() {
 Result<std::vector<int64_t>> SqliteStore::clean(int64_t cutoff_ms) {
   std::vector<int64_t> ids;
   {
-    auto stmt = prepare(
+    auto stmt = db_->prepare(
         "DELETE FROM tasks WHERE finished_at_ms IS NOT NULL AND finished_at_ms <= ?1 "
         "AND state IN ('succeeded', 'failed', 'cancelled', 'skipped') RETURNING id");
     if (!stmt) return std::unexpected(stmt.error());
@@ -783,7 +763,7 @@ Result<std::vector<int64_t>> SqliteStore::clean(int64_t cutoff_ms) {
   for (int64_t id : ids) {
     for (const char* sql : {"DELETE FROM attempts WHERE task_id = ?1",
                             "DELETE FROM task_deps WHERE task_id = ?1 OR dep_id = ?1"}) {
-      auto stmt = prepare(sql);
+      auto stmt = db_->prepare(sql);
       if (!stmt) return std::unexpected(stmt.error());
       stmt->bind(1, id);
       if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("clean"));
@@ -793,7 +773,7 @@ Result<std::vector<int64_t>> SqliteStore::clean(int64_t cutoff_ms) {
 }
 
 Result<std::vector<QueueInfo>> SqliteStore::list_queues() {
-  auto stmt = prepare("SELECT name, paused, max_running FROM queues ORDER BY name");
+  auto stmt = db_->prepare("SELECT name, paused, max_running FROM queues ORDER BY name");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<QueueInfo> out;
   while (stmt->step() == SQLITE_ROW) {
@@ -803,7 +783,7 @@ Result<std::vector<QueueInfo>> SqliteStore::list_queues() {
 }
 
 Status SqliteStore::put_queue(const QueueInfo& q) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT INTO queues (name, paused, max_running) VALUES (?1, ?2, ?3) "
       "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, "
       "max_running = excluded.max_running");
@@ -845,7 +825,7 @@ Status SqliteStore::flush_events() {
 
 Result<std::vector<Event>> SqliteStore::list_events(int64_t after_id, int limit) {
   TRY(flush_events());
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT at_ms, kind, coalesce(task_id, 0), coalesce(worker_id, 0), from_state, to_state, "
       "detail, id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2");
   if (!stmt) return std::unexpected(stmt.error());
@@ -860,7 +840,7 @@ Result<std::vector<Event>> SqliteStore::list_events(int64_t after_id, int limit)
 
 Result<int64_t> SqliteStore::last_event_id() {
   TRY(flush_events());
-  auto stmt = prepare("SELECT coalesce(max(id), 0) FROM events");
+  auto stmt = db_->prepare("SELECT coalesce(max(id), 0) FROM events");
   if (!stmt) return std::unexpected(stmt.error());
   if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("last event"));
   return stmt->int64(0);
@@ -868,7 +848,7 @@ Result<int64_t> SqliteStore::last_event_id() {
 
 Result<std::optional<std::tuple<int64_t, TaskState, int64_t>>> SqliteStore::find_unique(
     const std::string& key) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT id, state, coalesce(finished_at_ms, 0) FROM tasks WHERE unique_key = ?1 "
       "ORDER BY id DESC LIMIT 1");
   if (!stmt) return std::unexpected(stmt.error());
@@ -881,7 +861,7 @@ Result<std::optional<std::tuple<int64_t, TaskState, int64_t>>> SqliteStore::find
 }
 
 Result<std::vector<AttemptRecord>> SqliteStore::attempts_since(int64_t since_ms) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT a.task_id, a.number, a.worker, a.started_at_ms, a.finished_at_ms, a.outcome, "
       "t.queue, coalesce(t.shell, t.argv), t.labels, t.attempts, t.state, t.created_at_ms "
       "FROM attempts a JOIN tasks t ON t.id = a.task_id "
@@ -931,7 +911,7 @@ Result<std::vector<AttemptRecord>> SqliteStore::attempts_since(int64_t since_ms)
 }
 
 Result<int64_t> SqliteStore::count_attempts(int64_t task_id, Outcome outcome) {
-  auto stmt = prepare("SELECT count(*) FROM attempts WHERE task_id = ?1 AND outcome = ?2");
+  auto stmt = db_->prepare("SELECT count(*) FROM attempts WHERE task_id = ?1 AND outcome = ?2");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, task_id).bind(2, outcome_name(outcome));
   if (stmt->step() != SQLITE_ROW) return std::unexpected(db_->error("count attempts"));
@@ -940,7 +920,7 @@ Result<int64_t> SqliteStore::count_attempts(int64_t task_id, Outcome outcome) {
 
 Result<std::vector<int64_t>> SqliteStore::suspect_tasks() {
   // Attempts that are not succeeded have rows of their own; a table scan of them, at start.
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT DISTINCT a.task_id FROM attempts a JOIN tasks t ON t.id = a.task_id "
       "WHERE a.outcome = 'worker_lost_shared' "
       "AND t.state IN ('waiting', 'scheduled', 'queued', 'running') "
@@ -957,7 +937,7 @@ Result<std::vector<int64_t>> SqliteStore::suspect_tasks() {
 }
 
 Result<std::optional<std::string>> SqliteStore::get_setting(const std::string& key) {
-  auto stmt = prepare("SELECT value FROM meta WHERE key = ?1");
+  auto stmt = db_->prepare("SELECT value FROM meta WHERE key = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, "setting." + key);
   if (stmt->step() != SQLITE_ROW) return std::optional<std::string>();
@@ -965,7 +945,7 @@ Result<std::optional<std::string>> SqliteStore::get_setting(const std::string& k
 }
 
 Status SqliteStore::put_setting(const std::string& key, const std::string& value) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT INTO meta (key, value) VALUES (?1, ?2) "
       "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
   if (!stmt) return std::unexpected(stmt.error());
@@ -975,7 +955,7 @@ Status SqliteStore::put_setting(const std::string& key, const std::string& value
 }
 
 Result<int64_t> SqliteStore::next_worker_id() {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT INTO meta (key, value) VALUES ('last_worker_id', '1') "
       "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value");
   if (!stmt) return std::unexpected(stmt.error());
@@ -986,7 +966,7 @@ Result<int64_t> SqliteStore::next_worker_id() {
 }
 
 Result<int64_t> SqliteStore::next_batch_id() {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT INTO meta (key, value) VALUES ('last_batch_id', '1') "
       "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value");
   if (!stmt) return std::unexpected(stmt.error());
@@ -997,7 +977,7 @@ Result<int64_t> SqliteStore::next_batch_id() {
 }
 
 Result<std::vector<ScheduleRecord>> SqliteStore::list_schedules() {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT name, definition, paused, created_at_ms, next_slot_ms, pending, cycle, cursor, "
       "items FROM schedules ORDER BY name");
   if (!stmt) return std::unexpected(stmt.error());
@@ -1019,7 +999,7 @@ Result<std::vector<ScheduleRecord>> SqliteStore::list_schedules() {
 }
 
 Status SqliteStore::put_schedule(const ScheduleRecord& s) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT OR REPLACE INTO schedules (name, definition, paused, created_at_ms, next_slot_ms, "
       "pending, cycle, cursor, items) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   if (!stmt) return std::unexpected(stmt.error());
@@ -1031,7 +1011,7 @@ Status SqliteStore::put_schedule(const ScheduleRecord& s) {
 }
 
 Status SqliteStore::delete_schedule(const std::string& name) {
-  auto stmt = prepare("DELETE FROM schedules WHERE name = ?1");
+  auto stmt = db_->prepare("DELETE FROM schedules WHERE name = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, name);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("delete schedule"));
@@ -1039,7 +1019,7 @@ Status SqliteStore::delete_schedule(const std::string& name) {
 }
 
 Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::unfinished_schedule_tasks() {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT schedule, id FROM tasks WHERE schedule IS NOT NULL "
       "AND state NOT IN ('succeeded', 'failed', 'cancelled', 'skipped')");
   if (!stmt) return std::unexpected(stmt.error());
@@ -1051,7 +1031,7 @@ Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::unfinished_sch
 }
 
 Result<std::vector<ItemRun>> SqliteStore::item_runs(const std::string& schedule) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "SELECT item, id, state, started_at_ms, finished_at_ms FROM tasks WHERE id IN "
       "(SELECT max(id) FROM tasks WHERE schedule = ?1 GROUP BY item) ORDER BY item");
   if (!stmt) return std::unexpected(stmt.error());
@@ -1075,14 +1055,14 @@ Result<std::vector<Task>> SqliteStore::recent_schedule_tasks(const std::string& 
                                                              int limit) {
   static const std::string sql = fmt::format(
       "SELECT {} FROM tasks WHERE schedule = ?1 ORDER BY id DESC LIMIT ?2", kTaskColumns);
-  auto stmt = prepare(sql.c_str());
+  auto stmt = db_->prepare(sql.c_str());
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, schedule).bind(2, int64_t{limit});
   return read_tasks(*stmt);
 }
 
 Result<std::vector<PoolRecord>> SqliteStore::list_pools() {
-  auto stmt = prepare("SELECT name, definition, created_at_ms FROM pools ORDER BY name");
+  auto stmt = db_->prepare("SELECT name, definition, created_at_ms FROM pools ORDER BY name");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<PoolRecord> out;
   int rc;
@@ -1094,8 +1074,8 @@ Result<std::vector<PoolRecord>> SqliteStore::list_pools() {
 }
 
 Status SqliteStore::put_pool(const PoolRecord& p) {
-  auto stmt =
-      prepare("INSERT OR REPLACE INTO pools (name, definition, created_at_ms) VALUES (?1, ?2, ?3)");
+  auto stmt = db_->prepare(
+      "INSERT OR REPLACE INTO pools (name, definition, created_at_ms) VALUES (?1, ?2, ?3)");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, p.name).bind(2, p.definition).bind(3, p.created_at_ms);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("put pool"));
@@ -1103,7 +1083,7 @@ Status SqliteStore::put_pool(const PoolRecord& p) {
 }
 
 Status SqliteStore::delete_pool(const std::string& name) {
-  auto stmt = prepare("DELETE FROM pools WHERE name = ?1");
+  auto stmt = db_->prepare("DELETE FROM pools WHERE name = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, name);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("delete pool"));
@@ -1111,7 +1091,7 @@ Status SqliteStore::delete_pool(const std::string& name) {
 }
 
 Result<std::vector<WatchRecord>> SqliteStore::list_watches() {
-  auto stmt = prepare("SELECT name, definition, created_at_ms FROM watches ORDER BY name");
+  auto stmt = db_->prepare("SELECT name, definition, created_at_ms FROM watches ORDER BY name");
   if (!stmt) return std::unexpected(stmt.error());
   std::vector<WatchRecord> out;
   int rc;
@@ -1123,7 +1103,7 @@ Result<std::vector<WatchRecord>> SqliteStore::list_watches() {
 }
 
 Status SqliteStore::put_watch(const WatchRecord& w) {
-  auto stmt = prepare(
+  auto stmt = db_->prepare(
       "INSERT OR REPLACE INTO watches (name, definition, created_at_ms) VALUES (?1, ?2, ?3)");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, w.name).bind(2, w.definition).bind(3, w.created_at_ms);
@@ -1132,7 +1112,7 @@ Status SqliteStore::put_watch(const WatchRecord& w) {
 }
 
 Status SqliteStore::delete_watch(const std::string& name) {
-  auto stmt = prepare("DELETE FROM watches WHERE name = ?1");
+  auto stmt = db_->prepare("DELETE FROM watches WHERE name = ?1");
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, name);
   if (stmt->step() != SQLITE_DONE) return std::unexpected(db_->error("delete watch"));

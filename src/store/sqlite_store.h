@@ -5,7 +5,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "store/queue_heads.h"
+#include "store/queue_heads.h"  // task_footprint
 #include "store/sqlite_db.h"
 #include "store/store.h"
 
@@ -80,22 +80,34 @@ class SqliteStore final : public Store {
   Status put_setting(const std::string& key, const std::string& value) override;
   std::string path() const override { return path_; }
 
+  // The parts of a claim, for a store that serves claims from memory (ThreadedStore):
+  // The first queued tasks of (pool, queue) in claim order: up to `max_tasks`, but no more
+  // than `need` once they hold `max_bytes` (task_footprint).
+  Result<std::vector<Task>> queued_head(std::string_view pool, const std::string& queue,
+                                        size_t need, size_t max_tasks, size_t max_bytes);
+  // The same, from after the task (priority, id) on: what follows a head in memory.
+  Result<std::vector<Task>> queued_after(std::string_view pool, const std::string& queue,
+                                         int priority, int64_t id, size_t max_tasks,
+                                         size_t max_bytes);
+  // Writes a claim: the task is running on `worker` with `token`, one attempt more.
+  Status write_claim(int64_t id, int64_t worker, const std::string& token, int64_t started_at_ms);
+
+  // For failure tests: the file may grow by `pages` more pages and no further, so that a write
+  // past that fails as on a full disk (SQLITE_FULL).
+  Status cap_growth(int64_t pages);
+
  private:
   SqliteStore(std::string path, std::unique_ptr<SqliteDb> db)
       : path_(std::move(path)), db_(std::move(db)) {}
   static Status create(const std::string& path);
   Status migrate();
   Result<Task> read_task(Stmt& stmt);
+  // Reads the rows of a head, up to `need` and then until `max_bytes`.
+  Result<std::vector<Task>> read_head(Stmt& stmt, size_t need, size_t max_bytes);
   // Reads every row of `stmt` with the task's dependencies.
   Result<std::vector<Task>> read_tasks(Stmt& stmt);
   // Writes the events appended in this transaction, many rows per statement.
   Status flush_events();
-  // A statement from the cache, once the claims not yet written are: what every read and
-  // write but the claim's own and the attempt's end goes through.
-  Result<Stmt> prepare(const char* sql);
-  Status flush_claims();
-  Status read_ahead(std::string_view pool, const std::string& queue, size_t need);
-  Status requeued(int64_t id);
 
   std::string path_;
   std::unique_ptr<SqliteDb> db_;
@@ -103,19 +115,6 @@ class SqliteStore final : public Store {
   // Events appended inside a transaction, written before anything reads events and before the
   // commit (a message task makes two: one row each cost more than the task's own update).
   std::vector<Event> pending_events_;
-  // Claims are served from the queues' heads, read ahead (QueueHeads). A claim's row is
-  // written with its attempt's end when both fall in one transaction (most message tasks: one
-  // UPDATE instead of two), else before anything else reads or writes the store, and before
-  // the commit.
-  static constexpr size_t kReadAheadTasks = 1024;
-  static constexpr size_t kReadAheadBytes = 4 << 20;
-  QueueHeads heads_{kReadAheadTasks, kReadAheadBytes};
-  struct UnwrittenClaim {
-    int64_t worker = 0;
-    std::string token;
-    int64_t started_at_ms = 0;
-  };
-  std::unordered_map<int64_t, UnwrittenClaim> unwritten_claims_;
 };
 
 }  // namespace rota

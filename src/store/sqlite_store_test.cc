@@ -1,5 +1,7 @@
 #include "store/sqlite_store.h"
 #include "store/test_dir.h"
+#include "store/test_loop.h"
+#include "store/threaded_store.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -16,18 +18,27 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class SqliteStoreTest : public ::testing::Test {
+// Every test runs against the store as the daemon uses it, on a thread of its own
+// (ThreadedStore: claims from the queues' heads in memory, writes handed over), and against the
+// plain SqliteStore it wraps: both keep the Store contract.
+enum class Kind { kPlain, kThreaded };
+
+class SqliteStoreTest : public ::testing::TestWithParam<Kind> {
  protected:
   void SetUp() override {
     dir_ = std::make_unique<TestDir>("rota-store-test");
     path_ = (dir_->path() / "rota.db").string();
   }
-  void TearDown() override { dir_.reset(); }
+  void TearDown() override {
+    loop_.drop();
+    dir_.reset();
+  }
 
-  std::unique_ptr<SqliteStore> open() {
+  std::unique_ptr<Store> open() {
     auto store = SqliteStore::open(path_, Durability::kNormal);
     EXPECT_TRUE(store) << store.error().message;
-    return std::move(*store);
+    if (!store || GetParam() == Kind::kPlain) return store ? std::move(*store) : nullptr;
+    return std::make_unique<ThreadedStore>(std::move(*store), loop_.deliver());
   }
 
   static NewTask task(std::string queue, int priority, std::vector<int64_t> after = {}) {
@@ -50,10 +61,16 @@ class SqliteStoreTest : public ::testing::Test {
 
   std::unique_ptr<TestDir> dir_;
   std::string path_;
+  TestLoop loop_;  // what the threaded store sends back to the loop
 };
 
+INSTANTIATE_TEST_SUITE_P(Store, SqliteStoreTest, ::testing::Values(Kind::kPlain, Kind::kThreaded),
+                         [](const auto& info) {
+                           return info.param == Kind::kPlain ? "Plain" : "Threaded";
+                         });
+
 // A claim takes the highest priority first and the oldest within a priority, across queues.
-TEST_F(SqliteStoreTest, ClaimsByPriorityThenAge) {
+TEST_P(SqliteStoreTest, ClaimsByPriorityThenAge) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> rows = {task("a", 0), task("b", 5), task("a", 5), task("b", 0)};
@@ -77,7 +94,7 @@ TEST_F(SqliteStoreTest, ClaimsByPriorityThenAge) {
 
 // A large batch (written many rows per INSERT) gives each task the id its row got, in order,
 // whatever each row holds; a task's dependencies are kept under its own id.
-TEST_F(SqliteStoreTest, EveryTaskOfABatchGetsItsOwnId) {
+TEST_P(SqliteStoreTest, EveryTaskOfABatchGetsItsOwnId) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> rows;
@@ -107,7 +124,7 @@ TEST_F(SqliteStoreTest, EveryTaskOfABatchGetsItsOwnId) {
 }
 
 // A batched claim takes the best `limit` tasks of its pool across queues, and no other pool's.
-TEST_F(SqliteStoreTest, BatchedClaimKeepsOrderAndPool) {
+TEST_P(SqliteStoreTest, BatchedClaimKeepsOrderAndPool) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> rows = {task("a", 0), task("b", 5), task("a", 5), task("b", 0)};
@@ -134,7 +151,7 @@ TEST_F(SqliteStoreTest, BatchedClaimKeepsOrderAndPool) {
 }
 
 // What was committed is there after reopening; an attempt's end is recorded with its result.
-TEST_F(SqliteStoreTest, CommittedWorkSurvivesReopen) {
+TEST_P(SqliteStoreTest, CommittedWorkSurvivesReopen) {
   int64_t id = 0;
   {
     auto store = open();
@@ -175,7 +192,7 @@ TEST_F(SqliteStoreTest, CommittedWorkSurvivesReopen) {
 // Claims and ends of attempts in one transaction (as in a busy loop turn) survive a reopen
 // as written: the ended attempt with its worker and times, the running one with its token. A
 // task claimed in a transaction is not claimed again in it until its attempt has ended.
-TEST_F(SqliteStoreTest, ClaimsAndEndsInOneTransactionSurviveReopen) {
+TEST_P(SqliteStoreTest, ClaimsAndEndsInOneTransactionSurviveReopen) {
   int64_t done = 0, running = 0, retried = 0;
   {
     auto store = open();
@@ -249,7 +266,7 @@ TEST_F(SqliteStoreTest, ClaimsAndEndsInOneTransactionSurviveReopen) {
 // Claims are served from the queues' heads, read ahead: what changes a queue after a head was
 // read is claimed in its place. A task added with a higher priority goes first; one handed
 // back, retried or due again goes before younger ones; a cancelled one is never claimed.
-TEST_F(SqliteStoreTest, ClaimsSeeWhatChangedTheQueueAfterItsHeadWasRead) {
+TEST_P(SqliteStoreTest, ClaimsSeeWhatChangedTheQueueAfterItsHeadWasRead) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   NewTask later = task("q", 0);
@@ -293,7 +310,7 @@ TEST_F(SqliteStoreTest, ClaimsSeeWhatChangedTheQueueAfterItsHeadWasRead) {
 }
 
 // A task that a retry puts back in line goes before younger tasks whose head was read.
-TEST_F(SqliteStoreTest, ARetriedTaskIsClaimedInItsPlace) {
+TEST_P(SqliteStoreTest, ARetriedTaskIsClaimedInItsPlace) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> rows = {task("q", 0), task("q", 0), task("q", 0)};
@@ -319,7 +336,7 @@ TEST_F(SqliteStoreTest, ARetriedTaskIsClaimedInItsPlace) {
 
 // A task whose insert was rolled back (to the savepoint of its batch) is not claimed, even
 // though it would have gone first.
-TEST_F(SqliteStoreTest, ARolledBackTaskIsNotClaimed) {
+TEST_P(SqliteStoreTest, ARolledBackTaskIsNotClaimed) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> rows = {task("q", 0), task("q", 0), task("q", 0)};
@@ -339,15 +356,16 @@ TEST_F(SqliteStoreTest, ARolledBackTaskIsNotClaimed) {
 }
 
 // A queue longer than what is read ahead at once is claimed whole, in order, each task once.
-TEST_F(SqliteStoreTest, ALongQueueIsClaimedInOrderOnce) {
+TEST_P(SqliteStoreTest, ALongQueueIsClaimedInOrderOnce) {
   auto store = open();
   ASSERT_TRUE(store->begin());
-  std::vector<NewTask> rows(2500, task("q", 0));
+  std::vector<NewTask> rows(10'000, task("q", 0));
   auto ids = store->insert_tasks(rows);
   ASSERT_TRUE(ids);
   std::vector<std::string> queues = {"q"};
   std::vector<int64_t> claimed;
   for (;;) {
+    loop_.run();  // what was read further arrives between claims, as on the loop
     auto batch = store->claim(kCommandsPool, queues, 7, 1, "tok", 2000);
     ASSERT_TRUE(batch);
     if (batch->empty()) break;
@@ -369,13 +387,13 @@ TEST_F(SqliteStoreTest, ALongQueueIsClaimedInOrderOnce) {
   ASSERT_TRUE(counts);
   std::map<TaskState, int64_t> by_state;
   for (const auto& c : *counts) by_state[c.state] += c.count;
-  EXPECT_EQ(by_state[TaskState::kRunning], 2500 / 3);
-  EXPECT_EQ(by_state[TaskState::kSucceeded], 2500 - 2500 / 3);
+  EXPECT_EQ(by_state[TaskState::kRunning], 10'000 / 3);
+  EXPECT_EQ(by_state[TaskState::kSucceeded], 10'000 - 10'000 / 3);
   EXPECT_EQ(by_state[TaskState::kQueued], 0);
 }
 
 // What reads the store in the transaction of a claim sees the claimed task running.
-TEST_F(SqliteStoreTest, AClaimIsSeenByReadsInItsTransaction) {
+TEST_P(SqliteStoreTest, AClaimIsSeenByReadsInItsTransaction) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> rows = {task("q", 0)};
@@ -393,7 +411,7 @@ TEST_F(SqliteStoreTest, AClaimIsSeenByReadsInItsTransaction) {
 // An attempt that succeeds is kept in its task's row, not in a row of its own: it is still
 // listed with the task's attempts and among the attempts since a time, and a retry of the task
 // keeps it in the history.
-TEST_F(SqliteStoreTest, SucceededAttemptIsReadFromTheTaskRow) {
+TEST_P(SqliteStoreTest, SucceededAttemptIsReadFromTheTaskRow) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> rows = {task("default", 0)};
@@ -437,7 +455,7 @@ TEST_F(SqliteStoreTest, SucceededAttemptIsReadFromTheTaskRow) {
 
 // A task stays suspected of a crash it shared while its later attempts only lose their
 // worker or are handed back, and until it finishes.
-TEST_F(SqliteStoreTest, SuspectsAreReadBackFromTheirAttempts) {
+TEST_P(SqliteStoreTest, SuspectsAreReadBackFromTheirAttempts) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> rows(5, task("default", 0));
@@ -478,7 +496,7 @@ TEST_F(SqliteStoreTest, SuspectsAreReadBackFromTheirAttempts) {
 }
 
 // Dependencies are found from both ends.
-TEST_F(SqliteStoreTest, DependenciesBothWays) {
+TEST_P(SqliteStoreTest, DependenciesBothWays) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> first = {task("q", 0)};
@@ -496,7 +514,7 @@ TEST_F(SqliteStoreTest, DependenciesBothWays) {
 }
 
 // Equal environments are stored once.
-TEST_F(SqliteStoreTest, EnvironmentsAreInterned) {
+TEST_P(SqliteStoreTest, EnvironmentsAreInterned) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   Env env = {{"PATH", "/bin"}, {"HOME", "/root"}};
@@ -510,7 +528,7 @@ TEST_F(SqliteStoreTest, EnvironmentsAreInterned) {
 }
 
 // A store that fails its integrity check is refused and left byte-for-byte as it was.
-TEST_F(SqliteStoreTest, CorruptStoreIsRefusedAndUntouched) {
+TEST_P(SqliteStoreTest, CorruptStoreIsRefusedAndUntouched) {
   {
     auto store = open();
     ASSERT_TRUE(store->begin());
@@ -537,7 +555,7 @@ TEST_F(SqliteStoreTest, CorruptStoreIsRefusedAndUntouched) {
 }
 
 // An emptied file is not taken for a new store: that would lose the queue silently.
-TEST_F(SqliteStoreTest, EmptiedFileIsRefused) {
+TEST_P(SqliteStoreTest, EmptiedFileIsRefused) {
   { open(); }
   fs::resize_file(path_, 0);
   auto store = SqliteStore::open(path_, Durability::kNormal);
@@ -547,7 +565,7 @@ TEST_F(SqliteStoreTest, EmptiedFileIsRefused) {
 }
 
 // A store written by a newer rota is refused rather than misread.
-TEST_F(SqliteStoreTest, NewerSchemaIsRefused) {
+TEST_P(SqliteStoreTest, NewerSchemaIsRefused) {
   { open(); }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
@@ -561,7 +579,7 @@ TEST_F(SqliteStoreTest, NewerSchemaIsRefused) {
 }
 
 // Keyset pagination walks every task exactly once.
-TEST_F(SqliteStoreTest, ListPagesByKeyset) {
+TEST_P(SqliteStoreTest, ListPagesByKeyset) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> rows(25, task("default", 0));
@@ -580,7 +598,7 @@ TEST_F(SqliteStoreTest, ListPagesByKeyset) {
 }
 
 // Newest first pages backwards from the newest task, by `before_id`, with the same filters.
-TEST_F(SqliteStoreTest, ListNewestFirst) {
+TEST_P(SqliteStoreTest, ListNewestFirst) {
   auto store = open();
   ASSERT_TRUE(store->begin());
   std::vector<NewTask> rows(5, task("default", 0));
@@ -605,7 +623,7 @@ TEST_F(SqliteStoreTest, ListNewestFirst) {
 // Events appended in a transaction are seen by a read in it, in order, and committed with it
 // (40 of them: one statement of 32 rows and 8 single rows); a rollback takes them back; an
 // event outside a transaction is written at once.
-TEST_F(SqliteStoreTest, EventsAreWrittenWithTheirTransaction) {
+TEST_P(SqliteStoreTest, EventsAreWrittenWithTheirTransaction) {
   auto store = open();
   auto append = [&](int n, int64_t first_at) {
     for (int i = 0; i < n; ++i) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -92,6 +93,9 @@ struct AttemptEnd {
   // A handed-back attempt (the daemon stopped under it) does not count against the task.
   bool handed_back = false;
   std::string result;  // JSON text the attempt returned; empty: none (an earlier one stays)
+  // The claim of this attempt was never written (it was claimed in this transaction): this
+  // write is the claim's too (one more attempt, `worker`, `started_at_ms`).
+  bool claim_unwritten = false;
 };
 
 // A finished attempt with what stats group it by (rota stats).
@@ -141,6 +145,18 @@ class Store {
   virtual Status begin() = 0;
   virtual Status commit() = 0;
   virtual void rollback() = 0;
+  // Commits, rolling back if that fails, and runs `done` with the outcome: at once, or later
+  // on the daemon's loop for a store that works on a thread of its own (ThreadedStore), which
+  // may commit at once when someone waits and its thread has nothing to do.
+  enum class Waiting { kSomeone, kNobody };
+  virtual void commit_async(std::function<void(const Status&)> done, Waiting) {
+    Status committed = commit();
+    if (!committed) rollback();
+    done(committed);
+  }
+  // Runs `done` once everything asked of the store so far is done (at once here), in order
+  // with the commits' `done`s.
+  virtual void after_pending(std::function<void()> done) { done(); }
   // A nested point inside the open transaction: an operation that fails half-way rolls back to
   // it, so that the turn's other writes still commit and nothing half-done does.
   virtual Status savepoint() = 0;
