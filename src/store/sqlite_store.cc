@@ -543,12 +543,15 @@ Result<std::vector<Task>> SqliteStore::queued_head(std::string_view pool, const 
       kTaskColumns);
   auto stmt = db_->prepare(sql.c_str());
   if (!stmt) return std::unexpected(stmt.error());
-  stmt->bind(1, pool).bind(2, queue).bind(3, static_cast<int64_t>(std::max(need, max_tasks)));
-  return read_head(*stmt, need, max_bytes);
+  size_t limit = std::max(need, max_tasks);
+  stmt->bind(1, pool).bind(2, queue).bind(3, static_cast<int64_t>(limit));
+  return read_head(*stmt, limit, need, max_bytes);
 }
 
-Result<std::vector<Task>> SqliteStore::read_head(Stmt& stmt, size_t need, size_t max_bytes) {
+Result<std::vector<Task>> SqliteStore::read_head(Stmt& stmt, size_t limit, size_t need,
+                                                 size_t max_bytes) {
   std::vector<Task> tasks;
+  tasks.reserve(std::min<size_t>(limit, 4096));  // a Task is large: no moves as it grows
   size_t bytes = 0;
   int rc;
   while ((rc = stmt.step()) == SQLITE_ROW) {
@@ -576,7 +579,7 @@ Result<std::vector<Task>> SqliteStore::queued_after(std::string_view pool, const
   if (!stmt) return std::unexpected(stmt.error());
   stmt->bind(1, pool).bind(2, queue).bind(3, int64_t{priority}).bind(4, id);
   stmt->bind(5, static_cast<int64_t>(max_tasks));
-  return read_head(*stmt, 0, max_bytes);
+  return read_head(*stmt, max_tasks, 0, max_bytes);
 }
 
 Status SqliteStore::write_claim(int64_t id, int64_t worker, const std::string& token,

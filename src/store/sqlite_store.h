@@ -102,8 +102,8 @@ class SqliteStore final : public Store {
   static Status create(const std::string& path);
   Status migrate();
   Result<Task> read_task(Stmt& stmt);
-  // Reads the rows of a head, up to `need` and then until `max_bytes`.
-  Result<std::vector<Task>> read_head(Stmt& stmt, size_t need, size_t max_bytes);
+  // Reads the rows of a head (at most `limit`), `need` of them and then until `max_bytes`.
+  Result<std::vector<Task>> read_head(Stmt& stmt, size_t limit, size_t need, size_t max_bytes);
   // Reads every row of `stmt` with the task's dependencies.
   Result<std::vector<Task>> read_tasks(Stmt& stmt);
   // Writes the events appended in this transaction, many rows per statement.
