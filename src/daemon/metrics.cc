@@ -108,7 +108,8 @@ std::string Metrics::render() const {
     h.render(out, "rota_task_wait_seconds", fmt::format("queue=\"{}\"", prometheus_label(queue)));
   }
   out +=
-      "# HELP rota_store_commit_seconds How long each group commit took.\n"
+      "# HELP rota_store_commit_seconds How long each group commit took, from the end of its loop "
+      "turn until it was durable.\n"
       "# TYPE rota_store_commit_seconds histogram\n";
   commits_.render(out, "rota_store_commit_seconds", "");
   return out;

@@ -78,11 +78,12 @@ struct Flight {
   pid_t group = 0;  // the task's process group (command worker), once reported
   int64_t started_ms = 0;
   int64_t slow_after_ms = 0;
-  int64_t deadline_ms = 0;   // a program's task: cancelled when it passes (0: none)
-  int64_t kill_at_mono = 0;  // a program's task, cancelled: the worker is killed after this
-  bool timed_out = false;    // its attempt already ended: the program's answer is dropped
-  bool alone = false;        // runs with no other task beside it (a program's task)
-  bool sent = false;         // a program's task: its message went to the worker
+  int64_t deadline_ms = 0;        // a program's task: cancelled when it passes (0: none)
+  int64_t kill_at_mono = 0;       // a program's task, cancelled: the worker is killed after this
+  bool timed_out = false;         // its attempt already ended: the program's answer is dropped
+  bool alone = false;             // runs with no other task beside it (a program's task)
+  bool sent = false;              // its message went to the worker
+  bool cancel_when_sent = false;  // cancelled before its message went (a command worker's)
   // The task's message, kept back while it may not run beside what the worker holds (see
   // may_send); its deadline and run time start when it is sent.
   std::optional<Message> held;
@@ -564,6 +565,14 @@ void Pool::send(int64_t worker, const Message& message) {
     if (line.empty()) return;
     w->outbuf += line;
   } else {
+    auto flight = w->flights.find(message.task);
+    if (message.type == MessageType::kCancel && flight != w->flights.end() &&
+        !flight->second.sent) {
+      // Its task message waits for the claim's commit; the worker would ignore a cancel for a
+      // task it does not have yet: the cancel follows the task.
+      flight->second.cancel_when_sent = true;
+      return;
+    }
     Message m = message;
     m.worker = worker;
     if (m.command && m.command->env_id) {
@@ -571,6 +580,13 @@ void Pool::send(int64_t worker, const Message& message) {
       if (!w->envs_sent.insert(m.command->env_id).second) m.command->env = nullptr;
     }
     w->outbuf += encode(m);
+    if (message.type == MessageType::kTask && flight != w->flights.end()) {
+      flight->second.sent = true;
+      if (flight->second.cancel_when_sent) {
+        w->outbuf +=
+            encode(Message{.type = MessageType::kCancel, .worker = worker, .task = message.task});
+      }
+    }
   }
   write_soon(*w);
 }
@@ -949,7 +965,8 @@ void Pool::adopt(asio::local::stream_protocol::socket socket, std::string buffer
   w->last_heartbeat_mono = steady_ms();
   bool accepted = listener_.on_worker_reattach(id, hello.task, hello.token);
   if (accepted && hello.task) {
-    w->flights[hello.task] = Flight{.token = hello.token, .started_ms = wall_now_ms()};
+    w->flights[hello.task] =
+        Flight{.token = hello.token, .started_ms = wall_now_ms(), .sent = true};
     w->refresh_view();
     w->v.health = WorkerHealth::kWorking;
   } else {

@@ -49,7 +49,7 @@ void QueueHeads::replace(const std::string& pool, const std::string& queue, std:
   while (!head.tasks.empty()) pop_back(head);
   for (Task& t : tasks) push(head, key, head.tasks.end(), std::move(t));
   head.whole = whole;
-  ++head.changes;
+  ++changes_;
 }
 
 bool QueueHeads::whole(std::string_view pool, std::string_view queue) const {
@@ -58,15 +58,8 @@ bool QueueHeads::whole(std::string_view pool, std::string_view queue) const {
 }
 
 void QueueHeads::grew(std::string_view pool, std::string_view queue) {
-  if (auto it = heads_.find(Key(pool, queue)); it != heads_.end()) {
-    it->second.whole = false;
-    ++it->second.growths;
-  }
-}
-
-QueueHeads::Mark QueueHeads::mark(std::string_view pool, std::string_view queue) const {
-  const Head* head = find(pool, queue);
-  return head ? Mark{head->changes, head->growths} : Mark{};
+  ++changes_;
+  if (auto it = heads_.find(Key(pool, queue)); it != heads_.end()) it->second.whole = false;
 }
 
 std::optional<std::pair<int, int64_t>> QueueHeads::last(std::string_view pool,
@@ -79,11 +72,10 @@ std::optional<std::pair<int, int64_t>> QueueHeads::last(std::string_view pool,
 bool QueueHeads::append(const std::string& pool, const std::string& queue, Mark at,
                         std::vector<Task> more, bool whole) {
   auto it = heads_.find(Key(pool, queue));
-  if (it == heads_.end() || it->second.changes != at.changes) return false;
+  if (it == heads_.end() || changes_ != at.changes) return false;
   Head& head = it->second;
   for (Task& t : more) push(head, it->first, head.tasks.end(), std::move(t));
-  // A task that joined after the mark is after the head's end, and not in what was read.
-  head.whole = whole && head.growths == at.growths;
+  head.whole = whole;
   return true;
 }
 
@@ -94,11 +86,12 @@ bool QueueHeads::sorts_into(std::string_view pool, std::string_view queue, int p
 }
 
 void QueueHeads::insert(Task task) {
+  ++changes_;
+  if (held_.contains(task.id)) return;
   Key key(task.pool, task.queue);
   Head& head = heads_[key];
   auto at = std::upper_bound(head.tasks.begin(), head.tasks.end(), task, claimed_before);
   push(head, key, at, std::move(task));
-  ++head.changes;
   // What is cut off the end is still queued in the store: the next read ahead finds it.
   while (head.tasks.size() > 1 && (head.tasks.size() > max_tasks_ || head.bytes > max_bytes_)) {
     pop_back(head);
@@ -106,6 +99,7 @@ void QueueHeads::insert(Task task) {
 }
 
 bool QueueHeads::erase(int64_t id) {
+  ++changes_;  // held or not: a read under way may still see it queued
   auto held = held_.find(id);
   if (held == held_.end()) return false;
   Head& head = heads_[held->second];
@@ -116,7 +110,6 @@ bool QueueHeads::erase(int64_t id) {
     head.bytes -= task_footprint(*it);
     head.tasks.erase(it);
   }
-  ++head.changes;
   return true;
 }
 
@@ -150,6 +143,7 @@ std::vector<Task> QueueHeads::take(std::string_view pool, std::span<const std::s
 void QueueHeads::clear() {
   heads_.clear();
   held_.clear();
+  ++changes_;
 }
 
 }  // namespace rota

@@ -49,8 +49,8 @@ class QueueHeads {
   // Whether a task that has just become queued belongs in a held head: it sorts before the
   // head's last task. One that sorts after it is read with the rest of the queue later.
   bool sorts_into(std::string_view pool, std::string_view queue, int priority, int64_t id) const;
-  // Puts a task that has just become queued in its place; the head's last tasks make room.
-  // REQUIRES: sorts_into() said so.
+  // Puts a task that has just become queued in its place (unless the head holds it already);
+  // the head's last tasks make room. REQUIRES: sorts_into() said so.
   void insert(Task task);
   // Forgets a task that left its queue other than by a claim (cancelled, say). False if no
   // head held it.
@@ -58,14 +58,14 @@ class QueueHeads {
   // Takes up to `limit` of the best tasks across the heads of `queues`.
   std::vector<Task> take(std::string_view pool, std::span<const std::string> queues, size_t limit);
 
-  // A read of the tasks that follow a head, made while claims go on: note the head's mark
-  // and last task when the read is asked for, and append what it read once it comes. False,
-  // and the head unchanged, if anything but a claim changed the head since the mark.
+  // A read of the tasks that follow a head, made while claims go on: note the mark and the
+  // head's last task when the read is asked for, and append what it read once it comes. False,
+  // and the head unchanged, if anything but a claim happened to any queue since the mark (a
+  // task joined, left or was read again: the read may be out of date).
   struct Mark {
     uint64_t changes = 0;
-    uint64_t growths = 0;
   };
-  Mark mark(std::string_view pool, std::string_view queue) const;
+  Mark mark() const { return Mark{changes_}; }
   // The last task of the head as (priority, id): where a read of what follows starts. None
   // if no head is held, or it is empty.
   std::optional<std::pair<int, int64_t>> last(std::string_view pool, std::string_view queue) const;
@@ -79,8 +79,6 @@ class QueueHeads {
   struct Head {
     std::deque<Task> tasks;
     size_t bytes = 0;
-    uint64_t changes = 0;  // inserts, erases and replacements so far
-    uint64_t growths = 0;  // tasks that joined the queue after the head's end
     bool whole = false;
   };
   const Head* find(std::string_view pool, std::string_view queue) const;
@@ -91,6 +89,9 @@ class QueueHeads {
   size_t max_bytes_;
   std::map<Key, Head> heads_;
   std::unordered_map<int64_t, Key> held_;  // task id -> the head that holds it
+  // Everything but claims that happened to the queues so far; never reset (clear() too counts),
+  // so that a mark can only match the heads it was taken of.
+  uint64_t changes_ = 0;
 };
 
 }  // namespace rota

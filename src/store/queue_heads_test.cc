@@ -89,12 +89,12 @@ TEST(QueueHeads, ReplaceForgetsTheOldHead) {
 }
 
 // What was read after a head's end while claims went on is appended to it, unless anything but
-// a claim changed the head meanwhile. A head that holds its whole queue stops being whole when
-// a task joins the queue after its end, even one that joins while a read is under way.
-TEST(QueueHeads, AReadOfWhatFollowsIsAppendedUnlessTheHeadChanged) {
+// a claim happened to the queues meanwhile: a task joined one (even after a head's end), left
+// one, or a head was read again.
+TEST(QueueHeads, AReadOfWhatFollowsIsAppendedOnlyIfOnlyClaimsCameBetween) {
   QueueHeads heads(100, 1 << 20);
   heads.replace("p", "q", {queued(1, 0), queued(2, 0)}, false);
-  auto at = heads.mark("p", "q");
+  auto at = heads.mark();
   EXPECT_EQ(heads.last("p", "q"), (std::pair<int, int64_t>{0, 2}));
   EXPECT_EQ(ids(heads.take("p", kQ, 1)), (std::vector<int64_t>{1}));
   EXPECT_TRUE(heads.append("p", "q", at, {queued(3, 0), queued(4, 0)}, true));
@@ -102,16 +102,30 @@ TEST(QueueHeads, AReadOfWhatFollowsIsAppendedUnlessTheHeadChanged) {
   heads.grew("p", "q");
   EXPECT_FALSE(heads.whole("p", "q"));
 
-  at = heads.mark("p", "q");
-  heads.grew("p", "q");  // joined while the read was under way: not in what it read
-  EXPECT_TRUE(heads.append("p", "q", at, {queued(5, 0)}, true));
-  EXPECT_FALSE(heads.whole("p", "q"));
-
-  at = heads.mark("p", "q");
+  at = heads.mark();
+  heads.grew("p", "q");  // a task joined after the head's end: the read may have missed it
+  EXPECT_FALSE(heads.append("p", "q", at, {queued(5, 0)}, true));
+  at = heads.mark();
+  EXPECT_FALSE(heads.erase(7));  // not held, but a read under way may bring it
+  EXPECT_FALSE(heads.append("p", "q", at, {queued(7, 0)}, true));
+  at = heads.mark();
   heads.insert(queued(9, 7));
   EXPECT_FALSE(heads.append("p", "q", at, {queued(6, 0)}, true));
-  EXPECT_EQ(ids(heads.take("p", kQ, 10)), (std::vector<int64_t>{9, 2, 3, 4, 5}));
+  at = heads.mark();
+  heads.clear();
+  heads.replace("p", "q", {queued(2, 0)}, false);  // read again from the start
+  EXPECT_FALSE(heads.append("p", "q", at, {queued(3, 0)}, true));
+  EXPECT_EQ(ids(heads.take("p", kQ, 10)), (std::vector<int64_t>{2}));
   EXPECT_FALSE(heads.last("p", "q"));
+}
+
+// A task that comes back twice before it is claimed is held once.
+TEST(QueueHeads, ATaskIsHeldOnce) {
+  QueueHeads heads(100, 1 << 20);
+  heads.replace("p", "q", {queued(5, 0), queued(6, 0)}, false);
+  heads.insert(queued(1, 0));
+  heads.insert(queued(1, 0));
+  EXPECT_EQ(ids(heads.take("p", kQ, 10)), (std::vector<int64_t>{1, 5, 6}));
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "store/threaded_store.h"
 
+#include <algorithm>
+
 namespace rota {
 
 #define TRY(expr) \
@@ -176,7 +178,7 @@ void ThreadedStore::read_on(std::string_view pool, const std::string& queue) {
   std::pair<std::string, std::string> key(pool, queue);
   if (!reading_on_.insert(key).second) return;  // a read is under way
   write_claims();  // a read from the queue's start must see them running
-  QueueHeads::Mark at = heads_.mark(pool, queue);
+  QueueHeads::Mark at = heads_.mark();
   auto last = heads_.last(pool, queue);
   size_t room = kReadAheadTasks - heads_.size(pool, queue);
   post_ends();
@@ -241,6 +243,8 @@ Status ThreadedStore::settle_requeued() {
   std::vector<int64_t> ids = std::move(requeued_);
   requeued_.clear();
   if (heads_.empty()) return {};
+  std::sort(ids.begin(), ids.end());  // one task may have come back more than once
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   auto tasks = read([&]() -> Result<std::vector<Task>> {
     std::vector<Task> out;
     for (int64_t id : ids) {

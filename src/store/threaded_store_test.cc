@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "store/test_dir.h"
 #include "store/test_loop.h"
 
@@ -166,6 +168,101 @@ TEST_F(ThreadedStoreTest, AReadFurtherAfterAChangeIsDropped) {
   }
   claimed.erase(std::find(claimed.begin(), claimed.end(), urgent_id));
   EXPECT_EQ(claimed, *ids);
+  ASSERT_TRUE(store->commit());
+}
+
+// What happens to the queue while a read of what follows a head is under way is not undone by
+// that read when it comes back: a task cancelled meanwhile is never claimed, a task that joined
+// the queue meanwhile is claimed in its place, and a head read again from the start meanwhile
+// is not given the same tasks twice.
+TEST_F(ThreadedStoreTest, AReadUnderWayDoesNotUndoWhatCameAfterIt) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows(3000, message("q", 1));
+  rows.resize(9000, message("q", 0));
+  auto ids = store->insert_tasks(rows);
+  ASSERT_TRUE(ids);
+  std::vector<int64_t> claimed;
+  auto claim = [&](int n) {
+    auto batch = store->claim("p", kQ, n, 1, "tok", 2000);
+    ASSERT_TRUE(batch);
+    for (const Task& t : *batch) claimed.push_back(t.id);
+  };
+  claim(2100);                       // the head (4,096) runs low: what follows it is being read
+  int64_t cancelled = (*ids)[5000];  // past the head's end
+  ASSERT_TRUE(store->move_task(cancelled, TaskState::kCancelled, 2100));
+  std::vector<NewTask> late = {message("q", 1)};  // after the priority-1 tasks, before the rest
+  int64_t late_id = store->insert_tasks(late)->front();
+  loop_.run_when(1);  // the read comes back, out of date
+  for (;;) {
+    size_t before = claimed.size();
+    claim(700);
+    loop_.run();
+    if (claimed.size() == before) break;
+  }
+  EXPECT_EQ(std::count(claimed.begin(), claimed.end(), cancelled), 0);
+  auto late_at = std::find(claimed.begin(), claimed.end(), late_id);
+  ASSERT_NE(late_at, claimed.end());
+  EXPECT_EQ(late_at - claimed.begin(), 3000);  // right after the other priority-1 tasks
+  std::vector<int64_t> expected = *ids;
+  expected.erase(std::find(expected.begin(), expected.end(), cancelled));
+  expected.insert(expected.begin() + 3000, late_id);
+  EXPECT_EQ(claimed, expected);
+  ASSERT_TRUE(store->commit());
+}
+
+// A head read again from the start while a read of what followed it was under way (a batch
+// was rolled back) does not get that read's tasks a second time.
+TEST_F(ThreadedStoreTest, AReadUnderWayIsDroppedWhenTheHeadIsReadAgain) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows(6000, message("q"));
+  auto ids = store->insert_tasks(rows);
+  ASSERT_TRUE(ids);
+  std::vector<int64_t> claimed;
+  auto claim = [&](int n) {
+    auto batch = store->claim("p", kQ, n, 1, "tok", 2000);
+    ASSERT_TRUE(batch);
+    for (const Task& t : *batch) claimed.push_back(t.id);
+  };
+  claim(2100);
+  ASSERT_TRUE(store->savepoint());
+  store->rollback_to_savepoint();
+  claim(1);  // reads the head again from the queue's start
+  loop_.run_when(1);
+  for (;;) {
+    size_t before = claimed.size();
+    claim(700);
+    loop_.run();
+    if (claimed.size() == before) break;
+  }
+  EXPECT_EQ(claimed, *ids);
+  ASSERT_TRUE(store->commit());
+}
+
+// A task that comes back to its queue twice before a claim (added with a higher priority,
+// cancelled, retried) is claimed once.
+TEST_F(ThreadedStoreTest, ATaskThatCameBackTwiceIsClaimedOnce) {
+  auto store = open();
+  ASSERT_TRUE(store->begin());
+  std::vector<NewTask> rows = {message("q"), message("q"), message("q")};
+  ASSERT_TRUE(store->insert_tasks(rows));
+  auto first = store->claim("p", kQ, 1, 1, "tok", 2000);
+  ASSERT_TRUE(first && first->size() == 1);
+  std::vector<NewTask> urgent = {message("q", 9)};
+  int64_t n = store->insert_tasks(urgent)->front();
+  ASSERT_TRUE(store->move_task(n, TaskState::kCancelled, 2100));
+  ASSERT_TRUE(store->retry_task(n, TaskState::kQueued, 1));
+  std::vector<int64_t> rest;
+  for (;;) {
+    auto one = store->claim("p", kQ, 1, 1, "tok", 2200);  // from the head as it is
+    ASSERT_TRUE(one);
+    if (one->empty()) break;
+    rest.push_back(one->front().id);
+  }
+  ASSERT_EQ(rest.size(), 3u);
+  EXPECT_EQ(rest.front(), n);
+  EXPECT_EQ(std::count(rest.begin(), rest.end(), n), 1);
   ASSERT_TRUE(store->commit());
 }
 
