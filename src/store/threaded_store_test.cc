@@ -52,6 +52,23 @@ class ThreadedStoreTest : public ::testing::Test {
             .result = std::move(result)};
   }
 
+  // Claims up to `n` tasks of queue q, in the order claimed.
+  static void claim(Store& store, int n, std::vector<int64_t>& claimed) {
+    static const std::vector<std::string> queues = {"q"};
+    auto batch = store.claim("p", queues, n, 1, "tok", 2000);
+    ASSERT_TRUE(batch);
+    for (const Task& t : *batch) claimed.push_back(t.id);
+  }
+  // Claims the rest of queue q, `n` at a time, letting what the store's thread sends back to
+  // the loop arrive between claims, as on the daemon's loop.
+  void claim_rest(Store& store, int n, std::vector<int64_t>& claimed) {
+    for (size_t before = SIZE_MAX; claimed.size() != before;) {
+      before = claimed.size();
+      claim(store, n, claimed);
+      loop_.run();
+    }
+  }
+
   std::unique_ptr<TestDir> dir_;
   std::string path_;
   TestLoop loop_;
@@ -149,23 +166,13 @@ TEST_F(ThreadedStoreTest, AReadFurtherAfterAChangeIsDropped) {
   auto ids = store->insert_tasks(rows);
   ASSERT_TRUE(ids);
   std::vector<int64_t> claimed;
-  auto claim = [&](int n) {
-    auto batch = store->claim("p", kQ, n, 1, "tok", 2000);
-    ASSERT_TRUE(batch);
-    for (const Task& t : *batch) claimed.push_back(t.id);
-  };
-  claim(3000);  // the head runs low: a read further is asked for
+  claim(*store, 3000, claimed);  // the head runs low: a read further is asked for
   std::vector<NewTask> urgent = {message("q", 5)};
   int64_t urgent_id = store->insert_tasks(urgent)->front();
-  claim(1);  // the urgent task joins the head first
+  claim(*store, 1, claimed);  // the urgent task joins the head first
   ASSERT_EQ(claimed.back(), urgent_id);
   loop_.run_when(1);  // the read comes back: out of date
-  for (;;) {
-    size_t before = claimed.size();
-    claim(500);
-    loop_.run();
-    if (claimed.size() == before) break;
-  }
+  claim_rest(*store, 500, claimed);
   claimed.erase(std::find(claimed.begin(), claimed.end(), urgent_id));
   EXPECT_EQ(claimed, *ids);
   ASSERT_TRUE(store->commit());
@@ -183,23 +190,13 @@ TEST_F(ThreadedStoreTest, AReadUnderWayDoesNotUndoWhatCameAfterIt) {
   auto ids = store->insert_tasks(rows);
   ASSERT_TRUE(ids);
   std::vector<int64_t> claimed;
-  auto claim = [&](int n) {
-    auto batch = store->claim("p", kQ, n, 1, "tok", 2000);
-    ASSERT_TRUE(batch);
-    for (const Task& t : *batch) claimed.push_back(t.id);
-  };
-  claim(2100);                       // the head (4,096) runs low: what follows it is being read
+  claim(*store, 2100, claimed);      // the head (4,096) runs low: what follows it is being read
   int64_t cancelled = (*ids)[5000];  // past the head's end
   ASSERT_TRUE(store->move_task(cancelled, TaskState::kCancelled, 2100));
   std::vector<NewTask> late = {message("q", 1)};  // after the priority-1 tasks, before the rest
   int64_t late_id = store->insert_tasks(late)->front();
   loop_.run_when(1);  // the read comes back, out of date
-  for (;;) {
-    size_t before = claimed.size();
-    claim(700);
-    loop_.run();
-    if (claimed.size() == before) break;
-  }
+  claim_rest(*store, 700, claimed);
   EXPECT_EQ(std::count(claimed.begin(), claimed.end(), cancelled), 0);
   auto late_at = std::find(claimed.begin(), claimed.end(), late_id);
   ASSERT_NE(late_at, claimed.end());
@@ -220,22 +217,12 @@ TEST_F(ThreadedStoreTest, AReadUnderWayIsDroppedWhenTheHeadIsReadAgain) {
   auto ids = store->insert_tasks(rows);
   ASSERT_TRUE(ids);
   std::vector<int64_t> claimed;
-  auto claim = [&](int n) {
-    auto batch = store->claim("p", kQ, n, 1, "tok", 2000);
-    ASSERT_TRUE(batch);
-    for (const Task& t : *batch) claimed.push_back(t.id);
-  };
-  claim(2100);
+  claim(*store, 2100, claimed);
   ASSERT_TRUE(store->savepoint());
   store->rollback_to_savepoint();
-  claim(1);  // reads the head again from the queue's start
+  claim(*store, 1, claimed);  // reads the head again from the queue's start
   loop_.run_when(1);
-  for (;;) {
-    size_t before = claimed.size();
-    claim(700);
-    loop_.run();
-    if (claimed.size() == before) break;
-  }
+  claim_rest(*store, 700, claimed);
   EXPECT_EQ(claimed, *ids);
   ASSERT_TRUE(store->commit());
 }
